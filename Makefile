@@ -91,8 +91,8 @@ build: deps
 	cmake --build --preset release -j $(JOBS)
 
 run: build
-	@if [ -x viz/run-demo.sh ]; then \
-	  viz/run-demo.sh build/release; \
+	@if [ -f viz/run-demo.sh ]; then \
+	  bash viz/run-demo.sh build/release; \
 	elif [ -x build/release/lib/mem_manager ]; then \
 	  build/release/lib/mem_manager; \
 	else \
