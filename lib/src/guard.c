@@ -1,0 +1,186 @@
+/*
+ * guard.c - canaries, fill patterns and the quarantine.
+ *
+ * Canaries: the byte at address a is pattern[a & 7], eight bytes derived from
+ * the manager's secret.  A canary therefore differs between managers and
+ * between neighbouring bytes, and an aligned 8-byte word of canary always
+ * equals the pattern read as a word, so filling and checking go a word at a
+ * time.  No pattern byte equals 0x00, 0xFF, AMM_FILL_NEW or AMM_FILL_FREED.
+ * Every byte of a block's chunk outside [user, user+size) is canary: the
+ * front guard, the back guard and any slack, so detection is byte-exact.
+ *
+ * Quarantine: a FIFO of freed blocks bounded by bytes and by count.  A freed
+ * block is filled with AMM_FILL_FREED; when it leaves (oldest first), its
+ * fill and canaries are verified (a write after free is reported then) and
+ * the block is really released.  Cost: O(1) per free plus O(block) checks.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static int bad_pattern_byte(uint8_t v) {
+    return v == 0x00 || v == 0xFF || v == AMM_FILL_NEW || v == AMM_FILL_FREED;
+}
+
+void amm__guard_init(amm_manager *m) {
+    uint64_t s = m->secret;
+    for (int i = 0; i < 8; i++) {
+        /* splitmix64 steps give well-mixed bytes */
+        s += 0x9E3779B97F4A7C15ull;
+        uint64_t z = s;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        uint8_t v = (uint8_t)(z ^ (z >> 31));
+        while (bad_pattern_byte(v)) v = (uint8_t)(v + 0x35);
+        m->pattern[i] = v;
+    }
+}
+
+static uint64_t pattern_word(const amm_manager *m) {
+    uint64_t w;
+    memcpy(&w, m->pattern, 8);
+    return w; /* an 8-aligned word's bytes at a..a+7 are pattern[0..7] on any endianness */
+}
+
+void amm__canary_fill(const amm_manager *m, uintptr_t start, uintptr_t end) {
+    uintptr_t a = start;
+    while (a < end && (a & 7)) {
+        *(uint8_t *)a = m->pattern[a & 7];
+        a++;
+    }
+    uint64_t w = pattern_word(m);
+    for (; a + 8 <= end; a += 8) memcpy((void *)a, &w, 8);
+    for (; a < end; a++) *(uint8_t *)a = m->pattern[a & 7];
+}
+
+uintptr_t amm__canary_first_bad(const amm_manager *m, uintptr_t start, uintptr_t end) {
+    uintptr_t a = start;
+    while (a < end && (a & 7)) {
+        if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
+        a++;
+    }
+    uint64_t w = pattern_word(m);
+    for (; a + 8 <= end; a += 8) {
+        uint64_t v;
+        memcpy(&v, (const void *)a, 8);
+        if (v != w) break;
+    }
+    for (; a < end; a++) {
+        if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
+    }
+    return 0;
+}
+
+uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t end) {
+    uintptr_t a = end;
+    while (a > start && (a & 7)) {
+        a--;
+        if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
+    }
+    uint64_t w = pattern_word(m);
+    for (; a >= start + 8; a -= 8) {
+        uint64_t v;
+        memcpy(&v, (const void *)(a - 8), 8);
+        if (v != w) break;
+    }
+    while (a > start) {
+        a--;
+        if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
+    }
+    return 0;
+}
+
+/* The front guard checked is the canary-sized span before user (the rest of
+ * a large mapping's padding is written but only checked by amm_check). */
+static uintptr_t front_start(const amm_manager *m, const amm__block *b) {
+    (void)m;
+    return b->raw;
+}
+
+void amm__guard_write(const amm_manager *m, const amm__block *b) {
+    amm__canary_fill(m, front_start(m, b), b->user);
+    amm__canary_fill(m, b->user + b->size, b->raw + b->raw_size);
+}
+
+size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, const char *file, int line) {
+    size_t problems = 0;
+    uintptr_t fs = front_start(m, b), end = b->raw + b->raw_size, uend = b->user + b->size;
+    uintptr_t first = amm__canary_first_bad(m, fs, b->user);
+    if (first) {
+        size_t bytes = b->user - first;
+        amm__fault(m, AMM_ERR_UNDERFLOW, (void *)b->user, b, operation, NULL, -(long long)bytes, bytes, file, line);
+        amm__canary_fill(m, fs, b->user);
+        problems++;
+    }
+    uintptr_t last = amm__canary_last_bad(m, uend, end);
+    if (last) {
+        size_t bytes = last - uend + 1;
+        uintptr_t firstb = amm__canary_first_bad(m, uend, end);
+        amm__fault(m, AMM_ERR_OVERFLOW, (void *)b->user, b, operation, NULL, (long long)(firstb - b->user), bytes,
+                   file, line);
+        amm__canary_fill(m, uend, end);
+        problems++;
+    }
+    return problems;
+}
+
+size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operation) {
+    if (!m->cfg.fill) return 0;
+    const uint8_t *p = (const uint8_t *)b->user;
+    size_t first = b->size, last = 0;
+    for (size_t i = 0; i < b->size; i++) {
+        if (p[i] != AMM_FILL_FREED) {
+            if (first == b->size) first = i;
+            last = i;
+        }
+    }
+    if (first == b->size) return 0;
+    amm__fault(m, AMM_ERR_USE_AFTER_FREE, (void *)b->user, b, operation, NULL, (long long)first, last - first + 1,
+               NULL, 0);
+    memset((void *)b->user, AMM_FILL_FREED, b->size);
+    return 1;
+}
+
+static void quarantine_unlink(amm_manager *m, amm__block *b) {
+    if (b->q_prev) b->q_prev->q_next = b->q_next;
+    else m->q_head = b->q_next;
+    if (b->q_next) b->q_next->q_prev = b->q_prev;
+    else m->q_tail = b->q_prev;
+    b->q_prev = b->q_next = NULL;
+    m->q_blocks--;
+    m->q_bytes -= b->raw_size;
+}
+
+/* The oldest block leaves quarantine: verify, then release for real. */
+static void quarantine_evict(amm_manager *m) {
+    amm__block *b = m->q_head;
+    quarantine_unlink(m, b);
+    amm__guard_check_freed(m, b, "quarantine release");
+    amm__guard_check(m, b, "quarantine release", NULL, 0);
+    AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_QUARANTINE_RELEASE, b->user, b->size, 0, 0));
+    amm__release_block(m, b);
+}
+
+void amm__quarantine_push(amm_manager *m, amm__block *b) {
+    if (m->cfg.quarantine == 0 || m->cfg.quarantine_blocks == 0 || b->raw_size > m->cfg.quarantine) {
+        amm__release_block(m, b);
+        return;
+    }
+    if (m->cfg.fill) memset((void *)b->user, AMM_FILL_FREED, b->size);
+    b->state = AMM_BLOCK_QUARANTINED;
+    if (b->pool) b->pool->quarantined++;
+    b->q_prev = m->q_tail;
+    b->q_next = NULL;
+    if (m->q_tail) m->q_tail->q_next = b;
+    else m->q_head = b;
+    m->q_tail = b;
+    m->q_blocks++;
+    m->q_bytes += b->raw_size;
+    while (m->q_head && (m->q_bytes > m->cfg.quarantine || m->q_blocks > m->cfg.quarantine_blocks)) {
+        quarantine_evict(m);
+    }
+}
+
+void amm__quarantine_flush(amm_manager *m) {
+    while (m->q_head) quarantine_evict(m);
+}

@@ -1,0 +1,537 @@
+/*
+ * heap.c - managed heap regions: TLSF-style segregated fit over out-of-band
+ * chunk records.
+ *
+ * A region is one mapping tiled by chunks (I1 in internal.h).  Each chunk has
+ * a record (amm__block) holding its address and size and its physical
+ * neighbours (prev_phys/next_phys): these are the boundary tags, kept out of
+ * band so that no user write can damage them.
+ *
+ * Free chunks sit in segregated lists indexed by two levels (TLSF):
+ *   size < 256:  fl = 0, sl = size / 16
+ *   otherwise:   f = floor(log2(size)), fl = f - 7, sl = the next 4 bits of size
+ * A first-level bitmap and one second-level bitmap per first level make
+ * "find a list with a chunk at least this big" two find-first-set
+ * instructions: allocation and free are O(1).  A request is rounded up to the
+ * next list boundary before the search, so any chunk found fits (good fit).
+ *
+ * Free neighbours merge at once on free (I2), so there are never two free
+ * chunks side by side.  Aligned requests search for size + align - 16 and
+ * split the front gap off as a free chunk, so the front guard stays exactly
+ * the canary size.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- size classes ---- */
+
+static void mapping(size_t size, unsigned *fl, unsigned *sl) {
+    if (size < ((size_t)AMM__SL_COUNT << 4)) {
+        *fl = 0;
+        *sl = (unsigned)(size >> 4);
+    } else {
+        unsigned f = amm__log2(size);
+        *fl = f - 7;
+        *sl = (unsigned)(size >> (f - AMM__SL_LOG)) & (AMM__SL_COUNT - 1);
+    }
+}
+
+/* Rounds size up so that every chunk in the list mapping() then gives is big enough. */
+static size_t round_for_search(size_t size) {
+    if (size < ((size_t)AMM__SL_COUNT << 4)) return size;
+    unsigned f = amm__log2(size);
+    size_t step = (size_t)1 << (f - AMM__SL_LOG);
+    return size + step - 1;
+}
+
+static void free_insert(amm_manager *m, amm__block *c) {
+    unsigned fl, sl;
+    mapping(c->raw_size, &fl, &sl);
+    c->state = AMM_BLOCK_FREE;
+    c->prev_free = NULL;
+    c->next_free = m->bins[fl][sl];
+    if (c->next_free) c->next_free->prev_free = c;
+    m->bins[fl][sl] = c;
+    m->fl_bitmap |= 1ull << fl;
+    m->sl_bitmap[fl] |= 1u << sl;
+    m->heap_free_bytes += c->raw_size;
+}
+
+static void free_remove(amm_manager *m, amm__block *c) {
+    unsigned fl, sl;
+    mapping(c->raw_size, &fl, &sl);
+    if (c->prev_free) c->prev_free->next_free = c->next_free;
+    else m->bins[fl][sl] = c->next_free;
+    if (c->next_free) c->next_free->prev_free = c->prev_free;
+    c->prev_free = c->next_free = NULL;
+    c->state = AMM_BLOCK_LIVE; /* off the lists: no longer a merge candidate */
+    if (!m->bins[fl][sl]) {
+        m->sl_bitmap[fl] &= ~(1u << sl);
+        if (!m->sl_bitmap[fl]) m->fl_bitmap &= ~(1ull << fl);
+    }
+    m->heap_free_bytes -= c->raw_size;
+}
+
+/* A free chunk of at least size bytes, removed from its list, or NULL. */
+static amm__block *free_take(amm_manager *m, size_t size) {
+    size_t rounded = round_for_search(size);
+    if (rounded < size) return NULL;
+    unsigned fl, sl;
+    mapping(rounded, &fl, &sl);
+    if (fl >= AMM__FL_COUNT) return NULL;
+    uint32_t sl_map = m->sl_bitmap[fl] & (~0u << sl);
+    if (!sl_map) {
+        uint64_t fl_map = (fl + 1 < 64) ? (m->fl_bitmap & (~0ull << (fl + 1))) : 0;
+        if (!fl_map) return NULL;
+        fl = (unsigned)__builtin_ctzll(fl_map);
+        sl_map = m->sl_bitmap[fl];
+    }
+    sl = (unsigned)__builtin_ctz(sl_map);
+    amm__block *c = m->bins[fl][sl];
+    free_remove(m, c);
+    return c;
+}
+
+/* ---- chunks ---- */
+
+/* Splits c at offset off: c keeps [raw, raw+off), the new record gets the rest. */
+static amm__block *split(amm_manager *m, amm__block *c, size_t off) {
+    amm__block *n = amm__record_new(m);
+    if (!n) return NULL;
+    n->raw = c->raw + off;
+    n->raw_size = c->raw_size - off;
+    n->region = c->region;
+    n->origin = AMM_ORIGIN_HEAP;
+    n->state = AMM_BLOCK_LIVE; /* not on a list yet: the caller frees or uses it */
+    n->prev_phys = c;
+    n->next_phys = c->next_phys;
+    if (c->next_phys) c->next_phys->prev_phys = n;
+    c->next_phys = n;
+    c->raw_size = off;
+    return n;
+}
+
+/* Absorbs c's next neighbour (which the caller has taken off any list) into c. */
+static void absorb_next(amm_manager *m, amm__block *c) {
+    amm__block *n = c->next_phys;
+    c->raw_size += n->raw_size;
+    c->next_phys = n->next_phys;
+    if (n->next_phys) n->next_phys->prev_phys = c;
+    amm__record_free(m, n);
+}
+
+/* Frees chunk c (not on a list): merges it with free neighbours, lists the result. */
+static void free_chunk(amm_manager *m, amm__block *c) {
+    c->state = AMM_BLOCK_FREE;
+    if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
+        free_remove(m, c->next_phys);
+        absorb_next(m, c);
+    }
+    if (c->prev_phys && c->prev_phys->state == AMM_BLOCK_FREE) {
+        amm__block *p = c->prev_phys;
+        free_remove(m, p);
+        absorb_next(m, p);
+        c = p;
+    }
+    free_insert(m, c);
+}
+
+/* Splits the tail of a used chunk beyond keep bytes off as free, if worth it. */
+static void trim_tail(amm_manager *m, amm__block *c, size_t keep) {
+    if (c->raw_size - keep < AMM__MIN_SPLIT) return;
+    amm__block *t = split(m, c, keep);
+    if (t) free_chunk(m, t); /* if no record is available the tail stays as slack */
+}
+
+size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
+    if (size > SIZE_MAX / 2) return SIZE_MAX;
+    size_t need = m->front + amm__align_up(size + m->canary, AMM__GRANULE);
+    return need < AMM__GRANULE ? AMM__GRANULE : need;
+}
+
+/* ---- regions ---- */
+
+static amm__region *region_new(amm_manager *m, size_t min_bytes) {
+    size_t page = amm__page_size();
+    size_t bytes = m->cfg.region_size;
+    if (bytes < min_bytes) bytes = amm__align_up(min_bytes, page);
+    void *arr = m->regions;
+    if (amm__array_reserve(&arr, &m->region_cap, m->region_count + 1, sizeof(amm__region *)) != 0) return NULL;
+    m->regions = arr;
+    amm__region *reg = NULL;
+    amm__block *c = NULL;
+    void *mem = amm__os_map(bytes);
+    if (mem) reg = amm__os_map(sizeof *reg);
+    if (reg) c = amm__record_new(m);
+    if (!c || amm__range_add(m, (uintptr_t)mem, (uintptr_t)mem + bytes, AMM__RANGE_HEAP, reg) != 0) {
+        if (c) amm__record_free(m, c);
+        amm__os_unmap(reg, sizeof *reg);
+        amm__os_unmap(mem, bytes);
+        return NULL;
+    }
+    reg->base = (uintptr_t)mem;
+    reg->size = bytes;
+    reg->id = m->next_region_id++;
+    reg->first = c;
+    c->raw = reg->base;
+    c->raw_size = bytes;
+    c->region = reg;
+    c->origin = AMM_ORIGIN_HEAP;
+    m->regions[m->region_count++] = reg;
+    m->reserved += bytes;
+    AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, reg->base, bytes, AMM_ORIGIN_HEAP, reg->id));
+    free_insert(m, c);
+    return reg;
+}
+
+static void region_drop(amm_manager *m, size_t index) {
+    amm__region *reg = m->regions[index];
+    AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_UNMAP, reg->base, reg->size, AMM_ORIGIN_HEAP, reg->id));
+    amm__range_del(m, reg->base);
+    m->reserved -= reg->size;
+    amm__os_unmap((void *)reg->base, reg->size);
+    amm__os_unmap(reg, sizeof *reg);
+    memmove(&m->regions[index], &m->regions[index + 1], (m->region_count - index - 1) * sizeof m->regions[0]);
+    m->region_count--;
+}
+
+/* ---- allocation ---- */
+
+/* Takes a chunk fit for (need, align) and carves the block out of it. */
+static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t align) {
+    uintptr_t user = amm__align_up(c->raw + m->front, align);
+    size_t gap = user - m->front - c->raw;
+    if (gap) {
+        amm__block *rest = split(m, c, gap);
+        if (!rest) {
+            free_insert(m, c);
+            return NULL;
+        }
+        free_insert(m, c); /* the gap; its neighbours are not free */
+        c = rest;
+    }
+    trim_tail(m, c, need);
+    c->user = user;
+    return c;
+}
+
+amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
+    size_t need = amm__heap_chunk_need(m, size);
+    size_t extra = align > AMM__GRANULE ? align - AMM__GRANULE : 0;
+    if (need > SIZE_MAX / 4 || extra > SIZE_MAX / 4) return NULL;
+    amm__block *c = free_take(m, need + extra);
+    if (!c) {
+        if (!region_new(m, need + extra)) return NULL;
+        c = free_take(m, need + extra);
+        if (!c) return NULL;
+    }
+    c = carve(m, c, need, align);
+    if (!c) return NULL;
+    if (amm__registry_put(m, c) != 0) {
+        free_chunk(m, c);
+        return NULL;
+    }
+    c->region->used_chunks++;
+    c->region->used_bytes += c->raw_size;
+    amm__block_set_live(m, c, c->user, size, align);
+    return c;
+}
+
+void amm__heap_release(amm_manager *m, amm__block *b) {
+    amm__registry_del(m, b->user);
+    b->region->used_chunks--;
+    b->region->used_bytes -= b->raw_size;
+    b->user = 0;
+    b->size = 0;
+    b->refcount = 0;
+    free_chunk(m, b);
+}
+
+int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
+    size_t front = b->user - b->raw, before = b->raw_size;
+    if (new_size > SIZE_MAX / 2) return -1;
+    size_t need = front + amm__align_up(new_size + m->canary, AMM__GRANULE);
+    if (need < AMM__GRANULE) need = AMM__GRANULE;
+    if (need > b->raw_size) {
+        amm__block *n = b->next_phys;
+        if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
+        free_remove(m, n);
+        absorb_next(m, b);
+    }
+    trim_tail(m, b, need);
+    b->region->used_bytes = b->region->used_bytes - before + b->raw_size;
+    return 0;
+}
+
+size_t amm__heap_largest_free(const amm_manager *m) {
+    if (!m->fl_bitmap) return 0;
+    unsigned fl = 63u - (unsigned)__builtin_clzll(m->fl_bitmap);
+    unsigned sl = 31u - (unsigned)__builtin_clz(m->sl_bitmap[fl]);
+    size_t best = 0;
+    for (const amm__block *c = m->bins[fl][sl]; c; c = c->next_free) {
+        if (c->raw_size > best) best = c->raw_size;
+    }
+    return best;
+}
+
+/* ---- defragmentation ---- */
+
+size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released) {
+    size_t bytes = 0;
+    for (size_t i = m->region_count; i-- > 0;) {
+        amm__region *reg = m->regions[i];
+        if (reg->used_chunks == 0) {
+            free_remove(m, reg->first);
+            amm__record_free(m, reg->first);
+            bytes += reg->size;
+            region_drop(m, i);
+            if (regions_released) (*regions_released)++;
+            continue;
+        }
+        for (amm__block *c = reg->first; c; c = c->next_phys) {
+            if (c->state != AMM_BLOCK_FREE) continue;
+            size_t purged = amm__os_purge(c->raw, c->raw + c->raw_size);
+            if (purged) AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_PURGE, c->raw, c->raw_size, 0, 0));
+            bytes += purged;
+        }
+    }
+    return bytes;
+}
+
+void amm__heap_destroy(amm_manager *m) {
+    while (m->region_count) {
+        amm__region *reg = m->regions[m->region_count - 1];
+        for (amm__block *c = reg->first; c;) {
+            amm__block *n = c->next_phys;
+            if (c->state == AMM_BLOCK_FREE) free_remove(m, c);
+            else amm__registry_del(m, c->user);
+            amm__record_free(m, c);
+            c = n;
+        }
+        region_drop(m, m->region_count - 1);
+    }
+    amm__array_free(m->regions, m->region_cap, sizeof(amm__region *));
+    m->regions = NULL;
+    m->region_cap = 0;
+}
+
+/* ---- validation ---- */
+
+size_t amm__heap_check(amm_manager *m) {
+    size_t problems = 0, free_chunks = 0, used_chunks = 0, free_bytes = 0;
+    for (size_t i = 0; i < m->region_count; i++) {
+        const amm__region *reg = m->regions[i];
+        uintptr_t expect = reg->base;
+        size_t used = 0;
+        const amm__block *prev = NULL;
+        for (const amm__block *c = reg->first; c; prev = c, c = c->next_phys) {
+            int ok = c->raw == expect && c->prev_phys == prev && c->region == reg && c->raw_size >= AMM__GRANULE &&
+                     c->raw_size % AMM__GRANULE == 0;
+            if (ok && c->state == AMM_BLOCK_FREE) {
+                free_chunks++;
+                free_bytes += c->raw_size;
+                ok = !(prev && prev->state == AMM_BLOCK_FREE); /* I2 */
+            } else if (ok) {
+                used++;
+                ok = amm__registry_get(m, c->user) == c && c->user >= c->raw + m->front &&
+                     c->user + c->size <= c->raw + c->raw_size;
+            }
+            if (!ok) {
+                amm__fault(m, AMM_ERR_CORRUPTION, (void *)c->raw, NULL, "check", "heap chunk list is inconsistent", 0,
+                           0, NULL, 0);
+                problems++;
+                break;
+            }
+            expect = c->raw + c->raw_size;
+        }
+        if (expect != reg->base + reg->size || used != reg->used_chunks) {
+            amm__fault(m, AMM_ERR_CORRUPTION, (void *)reg->base, NULL, "check", "heap region is not tiled by its chunks",
+                       0, 0, NULL, 0);
+            problems++;
+        }
+        used_chunks += used;
+    }
+    /* I3: the lists hold exactly the free chunks, each in its own class. */
+    size_t listed = 0;
+    for (unsigned fl = 0; fl < AMM__FL_COUNT; fl++) {
+        for (unsigned sl = 0; sl < AMM__SL_COUNT; sl++) {
+            int bit = (m->sl_bitmap[fl] >> sl) & 1;
+            if (bit != (m->bins[fl][sl] != NULL)) problems++;
+            for (const amm__block *c = m->bins[fl][sl]; c; c = c->next_free) {
+                unsigned f2, s2;
+                mapping(c->raw_size, &f2, &s2);
+                if (c->state != AMM_BLOCK_FREE || f2 != fl || s2 != sl) problems++;
+                if (++listed > free_chunks) break;
+            }
+        }
+    }
+    if (listed != free_chunks || free_bytes != m->heap_free_bytes || used_chunks != m->registry.count) {
+        amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap free lists or registry disagree with the chunks", 0,
+                   0, NULL, 0);
+        problems++;
+    }
+    return problems;
+}
+
+/* ---- compaction ----
+ *
+ * Two passes over movable LIVE blocks (pinned, quarantined and pool blocks
+ * stay where they are):
+ *  1. slide: a movable block whose lower neighbour is free moves down into
+ *     it (memmove; the free space ends up above it and merges upward), so
+ *     each region packs toward its start, stopping only at pinned blocks;
+ *  2. pack across regions: regions are ranked fullest first; blocks of the
+ *     emptiest regions move into free chunks of fuller ones, so free space
+ *     gathers in the emptiest regions, which defragment's release step unmaps.
+ * Every move keeps size, alignment, refcount, flags, serial and site, rewrites
+ * the canaries, updates the registry, is traced, and is told to the owner
+ * through the move callback.  Cost: O(n log n + bytes moved) per call.
+ */
+
+/* The minimum chunk bytes a live block needs at its alignment, from its user offset. */
+static size_t block_need(const amm_manager *m, const amm__block *b) {
+    size_t need = m->front + amm__align_up(b->size + m->canary, AMM__GRANULE);
+    return need < AMM__GRANULE ? AMM__GRANULE : need;
+}
+
+static size_t place_align(const amm__block *b) {
+    size_t a = amm__align_of(b);
+    return a < AMM__GRANULE ? AMM__GRANULE : a;
+}
+
+static void moved(amm_manager *m, amm__block *b, uintptr_t old_user, size_t *bytes, size_t *blocks) {
+    amm__guard_write(m, b);
+    *bytes += b->size;
+    (*blocks)++;
+    AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_MOVE, b, old_user, b->size));
+    if (m->on_move) m->on_move((void *)old_user, (void *)b->user, b->size, m->on_move_user);
+}
+
+/* Pass 1 for one block: move c down into its free lower neighbour, if that gains room. */
+static int slide_down(amm_manager *m, amm__block *c, size_t *bytes, size_t *blocks) {
+    amm__block *f = c->prev_phys;
+    uintptr_t user = amm__align_up(f->raw + m->front, place_align(c)), raw = user - m->front;
+    if (raw >= c->raw) return 0;
+    uintptr_t old_user = c->user, end = c->raw + c->raw_size;
+    size_t before = c->raw_size;
+    memmove((void *)user, (const void *)old_user, c->size);
+    free_remove(m, f);
+    if (raw == f->raw) { /* the free chunk disappears: c takes its place in the list */
+        c->prev_phys = f->prev_phys;
+        if (f->prev_phys) f->prev_phys->next_phys = c;
+        else c->region->first = c;
+        amm__record_free(m, f);
+    } else {
+        f->raw_size = raw - f->raw;
+        free_insert(m, f);
+    }
+    c->raw = raw;
+    c->raw_size = end - raw;
+    amm__registry_del(m, old_user);
+    c->user = user;
+    amm__registry_put(m, c); /* cannot grow: one key left, one comes back */
+    trim_tail(m, c, block_need(m, c));
+    c->region->used_bytes = c->region->used_bytes - before + c->raw_size;
+    moved(m, c, old_user, bytes, blocks);
+    return 1;
+}
+
+/* A free chunk able to hold (need, align) in a region ranked below max_rank, off its list. */
+static amm__block *take_ranked(amm_manager *m, size_t need, size_t align, size_t max_rank) {
+    size_t want = need + (align > AMM__GRANULE ? align - AMM__GRANULE : 0);
+    unsigned fl0, sl0;
+    mapping(want, &fl0, &sl0);
+    for (unsigned fl = fl0; fl < AMM__FL_COUNT; fl++) {
+        for (unsigned sl = fl == fl0 ? sl0 : 0; sl < AMM__SL_COUNT; sl++) {
+            for (amm__block *c = m->bins[fl][sl]; c; c = c->next_free) {
+                if (c->raw_size >= want && c->region->rank < max_rank) {
+                    free_remove(m, c);
+                    return c;
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Pass 2 for one block: move c into a fuller region, if one has room. */
+static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *bytes, size_t *blocks) {
+    size_t need = block_need(m, c), align = place_align(c);
+    amm__block *d = take_ranked(m, need, align, max_rank);
+    if (!d) return 0;
+    d = carve(m, d, need, align);
+    if (!d) return 0;
+    uintptr_t old_user = c->user;
+    memcpy((void *)d->user, (const void *)old_user, c->size);
+    d->size = c->size;
+    d->serial = c->serial;
+    d->file = c->file;
+    d->line = c->line;
+    d->refcount = c->refcount;
+    d->align_log2 = c->align_log2;
+    d->state = AMM_BLOCK_LIVE;
+    d->origin = AMM_ORIGIN_HEAP;
+    d->flags = c->flags;
+    d->region->used_chunks++;
+    d->region->used_bytes += d->raw_size;
+    amm__registry_del(m, old_user);
+    amm__registry_put(m, d);
+    c->region->used_chunks--;
+    c->region->used_bytes -= c->raw_size;
+    c->user = 0;
+    free_chunk(m, c);
+    moved(m, d, old_user, bytes, blocks);
+    return 1;
+}
+
+static int movable(const amm__block *c) {
+    return c->state == AMM_BLOCK_LIVE && (c->flags & AMM_ALLOC_MOVABLE);
+}
+
+static void slide_region(amm_manager *m, amm__region *reg, size_t *bytes, size_t *blocks) {
+    for (amm__block *c = reg->first; c;) {
+        amm__block *next = c->next_phys;
+        if (movable(c) && c->prev_phys && c->prev_phys->state == AMM_BLOCK_FREE) {
+            slide_down(m, c, bytes, blocks);
+            next = c->next_phys;
+        }
+        c = next;
+    }
+}
+
+static int fuller_first(const void *a, const void *b) {
+    const amm__region *x = *(amm__region *const *)a, *y = *(amm__region *const *)b;
+    return x->used_bytes < y->used_bytes ? 1 : x->used_bytes > y->used_bytes ? -1 : (x->base > y->base) - (x->base < y->base);
+}
+
+size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved) {
+    size_t bytes = 0, blocks = 0, n = m->region_count;
+    for (size_t i = 0; i < n; i++) slide_region(m, m->regions[i], &bytes, &blocks);
+    if (n > 1) {
+        amm__region **order = NULL;
+        size_t cap = 0;
+        void *arr = NULL;
+        if (amm__array_reserve(&arr, &cap, n, sizeof *order) == 0) {
+            order = arr;
+            memcpy(order, m->regions, n * sizeof *order);
+            qsort(order, n, sizeof *order, fuller_first);
+            for (size_t i = 0; i < n; i++) order[i]->rank = i;
+            for (size_t s = n; s-- > 1;) {
+                for (amm__block *c = order[s]->first; c;) {
+                    /* a free neighbour above c merges into c's span when c leaves; the
+                     * chunk after that neighbour is not free and survives */
+                    amm__block *next = c->next_phys;
+                    amm__block *after = (next && next->state == AMM_BLOCK_FREE) ? next->next_phys : next;
+                    if (movable(c) && move_across(m, c, s, &bytes, &blocks)) next = after;
+                    c = next;
+                }
+            }
+            for (size_t i = 0; i < n; i++) slide_region(m, order[i], &bytes, &blocks);
+            amm__array_free(arr, cap, sizeof *order);
+        }
+    }
+    if (blocks_moved) *blocks_moved = blocks;
+    return bytes;
+}

@@ -1,0 +1,304 @@
+/*
+ * internal.h - structures and cross-file functions of libamm.  Not installed.
+ *
+ * Cross-file names carry the amm__ prefix.  Every function here that takes an
+ * amm_manager expects its lock (m->lock) to be held unless it says otherwise.
+ *
+ * The block record (amm__block) lives out of band: in record slabs mapped by
+ * meta.c, never next to user memory, so an overflow can damage canaries but
+ * never the allocator's metadata.
+ *
+ * Heap chunk layout (one chunk = one amm__block of origin HEAP):
+ *
+ *   raw                     user                  user+size          raw+raw_size
+ *    |<--- front canary ---->|<---- user bytes ---->|<-- back canary + slack -->|
+ *    |   front = user - raw  |      size bytes      |  >= canary bytes, to the  |
+ *    |   (>= canary, 16-mult)|                      |  16-byte chunk boundary   |
+ *
+ * Pool slot layout (slot i of a pool, stride bytes each, from the slab base):
+ *
+ *   base + i*stride          user = slot + front      user+size       slot+stride
+ *    |<--- front canary ---->|<--- user bytes ------->|<-- back canary --------->|
+ *
+ * Large mapping: the same as a heap chunk, raw = the mapping base; the front
+ * may hold alignment padding before the canary (all of it is canary bytes).
+ *
+ * Invariants (checked by amm_check, see stats.c):
+ *   I1 per region: chunks tile the region: raw(next) = raw(prev) + raw_size(prev)
+ *   I2 no two physically adjacent chunks are both FREE (coalescing is immediate)
+ *   I3 every FREE chunk is on the free list of its size class, and only those
+ *   I4 registry holds exactly the LIVE and QUARANTINED heap chunks, keyed by user
+ *   I5 m->heap_free_bytes = sum of FREE chunk sizes
+ *   I6 m->live_blocks/live_bytes = sum over LIVE blocks of 1/size (heap+pool+large)
+ *   I7 m->q_blocks/q_bytes = quarantine list length / sum of raw_size
+ *   I8 m->reserved = sum of region sizes + pool slab bytes + large mapping bytes
+ *   I9 per pool: used + quarantined + free = block_count; free = free stack depth
+ */
+#ifndef AMM_INTERNAL_H
+#define AMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "amm/amm.h"
+#include "amm/trace.h"
+
+#define AMM__GRANULE ((size_t)16)       /* heap chunk granularity and minimum alignment */
+#define AMM__MIN_SPLIT ((size_t)32)     /* a remainder smaller than this stays as slack */
+#define AMM__SL_LOG 4                   /* TLSF second-level subdivisions: 16 */
+#define AMM__SL_COUNT (1u << AMM__SL_LOG)
+#define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
+
+_Static_assert((AMM__GRANULE & (AMM__GRANULE - 1)) == 0, "granule must be a power of two");
+_Static_assert(AMM__MIN_SPLIT % AMM__GRANULE == 0, "split remainders are whole granules");
+_Static_assert(AMM__SL_COUNT <= 32, "second-level bitmap is 32 bits");
+_Static_assert(AMM__FL_COUNT <= 64, "first-level bitmap is 64 bits");
+
+typedef struct amm__region amm__region;
+typedef struct amm__block amm__block;
+
+/* A block record: a heap chunk, a pool slot or a large mapping. */
+struct amm__block {
+    uintptr_t raw;         /* first byte of the chunk/slot/mapping (always valid) */
+    size_t raw_size;       /* bytes of the chunk/slot/mapping (always valid) */
+    uintptr_t user;        /* user pointer; valid when state != FREE */
+    size_t size;           /* requested bytes; valid when state != FREE */
+    uint64_t serial;       /* allocation serial (0: never allocated, pool slots) */
+    const char *file;      /* allocation site; NULL if unknown */
+    int line;
+    uint32_t refcount;     /* >= 1 when LIVE */
+    uint8_t align_log2;    /* alignment the user asked for (after defaulting) */
+    uint8_t state;         /* amm_block_state */
+    uint8_t origin;        /* amm_origin */
+    uint8_t flags;         /* AMM_ALLOC_* flags kept with the block */
+    amm__region *region;   /* HEAP: the region; NULL otherwise */
+    amm_pool *pool;        /* POOL: the pool; NULL otherwise */
+    amm__block *prev_phys; /* HEAP: neighbours in address order (boundary tags, out of band) */
+    amm__block *next_phys;
+    amm__block *prev_free; /* HEAP FREE: segregated free list links; also the record free list */
+    amm__block *next_free;
+    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head */
+    amm__block *q_next;
+};
+
+/* A managed heap region: one mapping tiled by chunks. */
+struct amm__region {
+    uintptr_t base;
+    size_t size;
+    size_t id;             /* stable id for the trace */
+    amm__block *first;     /* lowest chunk */
+    size_t used_chunks;    /* LIVE + QUARANTINED chunks in it */
+    size_t used_bytes;     /* raw bytes of those chunks (compaction orders regions by it) */
+    size_t rank;           /* compaction only: position in fullest-first order */
+};
+
+struct amm_pool {
+    amm_manager *m;
+    uintptr_t base;        /* slab start, aligned to max(align, page) */
+    size_t slab_bytes;
+    size_t block_size, stride, front, count;
+    uint8_t align_log2;
+    size_t id;             /* creation index */
+    amm__block *slots;     /* count records, one per slot (meta mapping) */
+    uint32_t *free_stack;  /* slot indexes; free_top of them are free */
+    size_t free_top;
+    size_t used, quarantined, high_water;
+};
+
+/* The region table: every heap region, pool slab and large mapping, sorted by base. */
+typedef enum amm__range_kind { AMM__RANGE_HEAP, AMM__RANGE_POOL, AMM__RANGE_LARGE } amm__range_kind;
+typedef struct amm__range {
+    uintptr_t start, end;
+    amm__range_kind kind;
+    void *obj;             /* amm__region*, amm_pool*, or amm__block* */
+} amm__range;
+
+/* Open-addressing hash: user pointer -> heap block record. */
+typedef struct amm__registry {
+    uintptr_t *keys;       /* 0 = empty */
+    amm__block **vals;
+    size_t cap;            /* power of two */
+    size_t count;
+} amm__registry;
+
+/* Record slabs: fixed-size records handed out from mapped slabs. */
+typedef struct amm__meta {
+    amm__block *free_list;   /* linked through next_free */
+    void *slabs;             /* list of slabs (first word links them) */
+    size_t records_live;
+} amm__meta;
+
+struct amm__tracer; /* trace_writer.c */
+
+struct amm_manager {
+    pthread_mutex_t lock;
+    amm_config cfg;
+    size_t canary;           /* cfg.canary */
+    size_t front;            /* heap front canary bytes: canary rounded up to the granule */
+    uint8_t pattern[8];      /* canary byte for address a is pattern[a & 7] */
+    uint64_t secret;
+    amm_error_fn on_fault;
+    void *on_fault_user;
+    amm_move_fn on_move;
+    void *on_move_user;
+
+    /* heap */
+    uint64_t fl_bitmap;
+    uint32_t sl_bitmap[AMM__FL_COUNT];
+    amm__block *bins[AMM__FL_COUNT][AMM__SL_COUNT];
+    amm__region **regions;   /* in creation order */
+    size_t region_count, region_cap, next_region_id;
+
+    amm__registry registry;
+    amm__meta meta;
+    amm__range *ranges;      /* sorted by start */
+    size_t range_count, range_cap;
+
+    amm_pool **pools;        /* creation order */
+    size_t pool_count, pool_cap;
+
+    /* quarantine FIFO */
+    amm__block *q_head, *q_tail;
+    size_t q_blocks, q_bytes;
+
+    /* counters (see invariants above) */
+    size_t live_blocks, live_bytes, peak_live_bytes;
+    size_t reserved, heap_free_bytes, large_count, pool_slots, pool_slots_used;
+    size_t total_allocs, total_frees, faults, bytes_moved;
+    uint64_t serial;
+    size_t ops_since_check, ops_since_sample;
+
+    struct amm__tracer *tracer;  /* NULL: tracing off, no cost beyond this test */
+};
+
+/* ---- lock (manager.c) ---- */
+void amm__lock(amm_manager *m);
+void amm__unlock(amm_manager *m);
+
+/* ---- os.c: every system call about memory lives there ---- */
+size_t amm__page_size(void);
+void *amm__os_map(size_t bytes);                   /* NULL on failure; zeroed */
+void *amm__os_map_aligned(size_t bytes, size_t align, size_t *mapped); /* base aligned; *mapped = bytes */
+void amm__os_unmap(void *p, size_t bytes);
+size_t amm__os_purge(uintptr_t start, uintptr_t end); /* madvise whole pages inside; returns bytes */
+size_t amm__os_resident(uintptr_t start, size_t bytes); /* mincore */
+uint64_t amm__os_random(void);
+uint64_t amm__os_now_ns(void);                     /* CLOCK_MONOTONIC */
+uint16_t amm__thread_id(void);                     /* small 1-based id per thread */
+/* Failure injection for fuzzing/tests: the next `after` maps succeed, then
+ * maps fail while `fail_count` > 0.  Defaults: never fail. */
+void amm__os_inject_failures(uint64_t after, uint64_t fail_count);
+
+/* ---- meta.c ---- */
+amm__block *amm__record_new(amm_manager *m);       /* zeroed record; NULL if refused */
+void amm__record_free(amm_manager *m, amm__block *b);
+void amm__meta_destroy(amm_manager *m);
+/* Grows a mapped array of elem-sized items to hold at least need; 0 ok, -1 refused. */
+int amm__array_reserve(void **arr, size_t *cap, size_t need, size_t elem);
+void amm__array_free(void *arr, size_t cap, size_t elem);
+
+/* ---- registry.c ---- */
+int amm__registry_put(amm_manager *m, amm__block *b);   /* key b->user; -1 if refused */
+amm__block *amm__registry_get(const amm_manager *m, uintptr_t user);
+void amm__registry_del(amm_manager *m, uintptr_t user);
+void amm__registry_destroy(amm_manager *m);
+int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_kind kind, void *obj);
+void amm__range_del(amm_manager *m, uintptr_t start);
+const amm__range *amm__range_find(const amm_manager *m, uintptr_t addr);
+
+/* The result of looking a pointer up. */
+typedef enum amm__lookup_kind {
+    AMM__PTR_BLOCK,      /* b is the block whose user pointer this is (any state) */
+    AMM__PTR_INTERIOR,   /* inside an amm range but not a block start; b = the containing block if known */
+    AMM__PTR_FOREIGN     /* not in any amm range */
+} amm__lookup_kind;
+amm__lookup_kind amm__lookup(amm_manager *m, const void *ptr, amm__block **b);
+
+/* ---- guard.c: canaries, fill patterns, quarantine ---- */
+void amm__guard_init(amm_manager *m);
+void amm__canary_fill(const amm_manager *m, uintptr_t start, uintptr_t end);
+/* Returns the address of the first/last damaged byte in [start,end), or 0. */
+uintptr_t amm__canary_first_bad(const amm_manager *m, uintptr_t start, uintptr_t end);
+uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t end);
+/* Writes both canaries of a block (front: [raw, user), back: [user+size, raw+raw_size)). */
+void amm__guard_write(const amm_manager *m, const amm__block *b);
+/* Checks both canaries; reports each damaged side, repairs it; returns problems found. */
+size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, const char *file, int line);
+/* Checks a quarantined block's freed fill; reports and refills; returns problems found. */
+size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operation);
+/* Puts a freed block into quarantine (or releases it at once) and evicts the oldest over the bounds. */
+void amm__quarantine_push(amm_manager *m, amm__block *b);
+void amm__quarantine_flush(amm_manager *m);        /* evict everything (destroy, defragment) */
+
+/* ---- heap.c: TLSF over out-of-band chunk records ---- */
+amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
+void amm__heap_release(amm_manager *m, amm__block *b);                   /* back to the free lists */
+int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size);    /* in place; 0 ok, -1 cannot */
+size_t amm__heap_largest_free(const amm_manager *m);
+void amm__heap_destroy(amm_manager *m);
+size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released); /* purge + unmap empty */
+size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved);          /* returns bytes moved */
+size_t amm__heap_check(amm_manager *m);                                  /* invariants I1-I5 */
+/* Chunk bytes a request needs (front canary + size + back canary, rounded). */
+size_t amm__heap_chunk_need(const amm_manager *m, size_t size);
+
+/* ---- large.c ---- */
+amm__block *amm__large_alloc(amm_manager *m, size_t size, size_t align);
+void amm__large_release(amm_manager *m, amm__block *b);
+int amm__large_resize(amm_manager *m, amm__block *b, size_t new_size);
+
+/* ---- pool.c ---- */
+amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t align); /* args valid */
+amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align);
+amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align); /* smallest fitting pool */
+void amm__pool_release(amm_manager *m, amm__block *b);
+int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size);
+amm__lookup_kind amm__pool_lookup(amm_pool *p, uintptr_t addr, amm__block **b);
+void amm__pool_destroy_all(amm_manager *m);
+size_t amm__pool_check(amm_manager *m, amm_pool *p);
+
+/* ---- block helpers (manager.c) ---- */
+void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t size, size_t align);
+void amm__release_block(amm_manager *m, amm__block *b);  /* by origin; leaves quarantine accounting to the caller */
+static inline size_t amm__align_of(const amm__block *b) { return (size_t)1 << b->align_log2; }
+static inline uintptr_t amm__align_up(uintptr_t v, size_t a) { return (v + (a - 1)) & ~(uintptr_t)(a - 1); }
+static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; }
+static inline unsigned amm__log2(size_t v) { return v ? (unsigned)(63 - __builtin_clzll((unsigned long long)v)) : 0; }
+
+/* ---- report.c ---- */
+/* Fills in what it can from b (may be NULL), counts the fault, traces it and calls the handler. */
+void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm__block *b,
+                const char *operation, const char *detail, long long offset, size_t bytes,
+                const char *file, int line);
+
+/* ---- stats.c ---- */
+void amm__stats_locked(amm_manager *m, amm_stats *st);
+size_t amm__walk_locked(amm_manager *m, amm_visit_fn visit, void *user);
+void amm__block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out);
+size_t amm__check_locked(amm_manager *m);
+
+/* ---- options.c ---- */
+/* Applies AMM_OPTIONS from the environment, reporting each bad pair to stderr's default handler form. */
+void amm__config_from_env(amm_config *cfg);
+/* Checks every field of cfg against the table; -1 with a message if one is out of range. */
+int amm__config_check(const amm_config *cfg, char *err, size_t err_len);
+
+/* ---- trace_writer.c: all called with m->lock held; each is a no-op cost when m->tracer is NULL ---- */
+#define AMM__TRACING(m) ((m)->tracer != NULL)
+#define AMM__TRACE(m, call) do { if (AMM__TRACING(m)) { call; } } while (0)
+int amm__trace_start_locked(amm_manager *m, const char *dest);
+void amm__trace_stop_locked(amm_manager *m);
+void amm__trace_manager(amm_manager *m, amm_trace_op op);          /* MANAGER_CREATE/DESTROY */
+void amm__trace_region(amm_manager *m, amm_trace_op op, uintptr_t base, size_t size, amm_origin kind, size_t id);
+void amm__trace_pool(amm_manager *m, const amm_pool *p);           /* POOL_CREATE */
+void amm__trace_block(amm_manager *m, amm_trace_op op, const amm__block *b); /* ALLOC, LIVE */
+void amm__trace_free(amm_manager *m, const amm__block *b, int quarantined);
+void amm__trace_resize(amm_manager *m, amm_trace_op op, const amm__block *b, uintptr_t old_user, size_t old_size); /* REALLOC, COPY (old_user = source), MOVE */
+void amm__trace_refcount(amm_manager *m, amm_trace_op op, const amm__block *b); /* RETAIN, RELEASE */
+void amm__trace_fault(amm_manager *m, const amm_report *r);
+void amm__trace_simple(amm_manager *m, amm_trace_op op, uint64_t addr, uint64_t size, uint32_t aux_a, uint32_t aux_b); /* QUARANTINE_RELEASE, PURGE, CHECK */
+void amm__trace_defrag(amm_manager *m, amm_trace_op op, unsigned flags, const amm_stats *st, size_t blocks_moved, size_t regions_released);
+void amm__trace_sample(amm_manager *m);
+
+#endif /* AMM_INTERNAL_H */

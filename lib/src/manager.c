@@ -1,0 +1,539 @@
+/*
+ * manager.c - the public entry points: each takes the manager's lock, checks
+ * its arguments, looks the pointer up (registry.c) before touching it, and
+ * hands the work to pool.c, heap.c or large.c.
+ *
+ * A block's life:  alloc -> LIVE --free/release to 0--> QUARANTINED --evicted--> FREE
+ * (with quarantine off, or for a block larger than it, LIVE goes straight to FREE).
+ * Counters follow the invariants listed in internal.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void amm__lock(amm_manager *m) { pthread_mutex_lock(&m->lock); }
+void amm__unlock(amm_manager *m) { pthread_mutex_unlock(&m->lock); }
+
+/* ---- creation ---- */
+
+static void init_manager(amm_manager *m, const amm_config *cfg) {
+    m->cfg = *cfg;
+    if (cfg->trace == cfg->trace_buf) m->cfg.trace = m->cfg.trace_buf;
+    m->canary = cfg->canary;
+    m->front = amm__align_up(cfg->canary, AMM__GRANULE);
+    m->on_fault = cfg->on_fault;
+    m->on_fault_user = cfg->on_fault_user;
+    m->secret = amm__os_random();
+    amm__guard_init(m);
+}
+
+amm_manager *amm_create(const amm_config *cfg) {
+    amm_config local;
+    if (!cfg) {
+        amm_config_defaults(&local);
+        amm__config_from_env(&local);
+        cfg = &local;
+    }
+    char err[256];
+    if (amm__config_check(cfg, err, sizeof err) != 0) {
+        amm__fault(NULL, AMM_ERR_BAD_OPTION, NULL, NULL, "create", err, 0, 0, NULL, 0);
+        return NULL;
+    }
+    amm_manager *m = amm__os_map(sizeof *m);
+    if (!m) {
+        amm__fault(NULL, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, "create", NULL, 0, sizeof *m, NULL, 0);
+        return NULL;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    init_manager(m, cfg);
+    amm__lock(m);
+    if (m->cfg.trace && m->cfg.trace[0]) amm__trace_start_locked(m, m->cfg.trace);
+    AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_CREATE));
+    amm__unlock(m);
+    return m;
+}
+
+static void destroy_large(amm_manager *m) {
+    for (size_t i = m->range_count; i-- > 0;) {
+        if (m->ranges[i].kind == AMM__RANGE_LARGE) amm__large_release(m, m->ranges[i].obj);
+    }
+}
+
+void amm_destroy(amm_manager *m) {
+    if (!m) return;
+    amm__lock(m);
+    amm__quarantine_flush(m);
+    AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_DESTROY));
+    if (m->tracer) amm__trace_stop_locked(m);
+    destroy_large(m);
+    amm__pool_destroy_all(m);
+    amm__heap_destroy(m);
+    amm__registry_destroy(m);
+    amm__array_free(m->ranges, m->range_cap, sizeof(amm__range));
+    amm__meta_destroy(m);
+    amm__unlock(m);
+    pthread_mutex_destroy(&m->lock);
+    amm__os_unmap(m, sizeof *m);
+}
+
+void amm_set_error_handler(amm_manager *m, amm_error_fn fn, void *user) {
+    if (!m) return;
+    amm__lock(m);
+    m->on_fault = fn;
+    m->on_fault_user = user;
+    amm__unlock(m);
+}
+
+size_t amm_fault_count(const amm_manager *m) {
+    if (!m) return 0;
+    amm__lock((amm_manager *)m);
+    size_t n = m->faults;
+    amm__unlock((amm_manager *)m);
+    return n;
+}
+
+void amm_set_move_callback(amm_manager *m, amm_move_fn fn, void *user) {
+    if (!m) return;
+    amm__lock(m);
+    m->on_move = fn;
+    m->on_move_user = user;
+    amm__unlock(m);
+}
+
+/* ---- shared steps ---- */
+
+/* Every few operations: the periodic check and trace sample the options ask for. */
+static void op_tick(amm_manager *m) {
+    if (m->cfg.check_every && ++m->ops_since_check >= m->cfg.check_every) {
+        m->ops_since_check = 0;
+        amm__check_locked(m);
+    }
+    if (AMM__TRACING(m) && m->cfg.sample_every && ++m->ops_since_sample >= m->cfg.sample_every) {
+        m->ops_since_sample = 0;
+        amm__trace_sample(m);
+    }
+}
+
+/* The effective alignment (0 -> default), or 0 after reporting a bad one. */
+static size_t check_align(amm_manager *m, size_t align, const char *op, const char *file, int line) {
+    if (align == 0) return AMM_DEFAULT_ALIGN;
+    if (!amm__is_pow2(align) || align > AMM_MAX_ALIGN) {
+        amm__fault(m, AMM_ERR_BAD_ALIGNMENT, NULL, NULL, op, NULL, 0, align, file, line);
+        return 0;
+    }
+    return align;
+}
+
+void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t size, size_t align) {
+    b->user = user;
+    b->size = size;
+    b->align_log2 = (uint8_t)amm__log2(align);
+    b->state = AMM_BLOCK_LIVE;
+    b->refcount = 1;
+    b->serial = ++m->serial;
+    b->flags = 0;
+    b->file = NULL;
+    b->line = 0;
+    amm__guard_write(m, b);
+    if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
+    m->live_blocks++;
+    m->live_bytes += size;
+    if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+    m->total_allocs++;
+}
+
+void amm__release_block(amm_manager *m, amm__block *b) {
+    switch ((amm_origin)b->origin) {
+    case AMM_ORIGIN_HEAP: amm__heap_release(m, b); break;
+    case AMM_ORIGIN_POOL: amm__pool_release(m, b); break;
+    case AMM_ORIGIN_LARGE: amm__large_release(m, b); break;
+    }
+}
+
+/* Allocates a LIVE block (no pool if NO_POOL), or reports and returns NULL. */
+static amm__block *alloc_block(amm_manager *m, size_t size, size_t align, unsigned flags, const char *op,
+                               const char *file, int line) {
+    if (size > SIZE_MAX / 4) {
+        amm__fault(m, AMM_ERR_BAD_SIZE, NULL, NULL, op, NULL, 0, size, file, line);
+        return NULL;
+    }
+    size_t place = align < AMM__GRANULE ? AMM__GRANULE : align;
+    amm__block *b = NULL;
+    if (!(flags & AMM_ALLOC_NO_POOL) && m->pool_count) b = amm__pool_alloc_any(m, size, align);
+    if (!b) {
+        size_t need = amm__heap_chunk_need(m, size);
+        if (need >= m->cfg.large_threshold || need + place > m->cfg.region_size) b = amm__large_alloc(m, size, place);
+        else b = amm__heap_alloc(m, size, place);
+        if (b) b->align_log2 = (uint8_t)amm__log2(align);
+    }
+    if (!b) {
+        amm__fault(m, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, op, NULL, 0, size, file, line);
+        return NULL;
+    }
+    b->flags = (uint8_t)(flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL));
+    b->file = file;
+    b->line = line;
+    if (flags & AMM_ALLOC_ZERO) memset((void *)b->user, 0, size);
+    return b;
+}
+
+/* A LIVE block for ptr, or NULL after reporting why not. */
+static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, const char *file, int line) {
+    amm__block *b;
+    switch (amm__lookup(m, ptr, &b)) {
+    case AMM__PTR_FOREIGN:
+        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, NULL, 0, 0, file, line);
+        return NULL;
+    case AMM__PTR_INTERIOR:
+        if (b && b->state != AMM_BLOCK_FREE && (uintptr_t)ptr >= b->user && (uintptr_t)ptr < b->user + b->size) {
+            amm__fault(m, AMM_ERR_INTERIOR_POINTER, ptr, b, op, NULL, (long long)((uintptr_t)ptr - b->user), 0, file,
+                       line);
+        } else {
+            amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op,
+                       "it points into amm memory that is free, padding or a guard", 0, 0, file, line);
+        }
+        return NULL;
+    case AMM__PTR_BLOCK:
+        break;
+    }
+    if (b->state == AMM_BLOCK_QUARANTINED || (b->state == AMM_BLOCK_FREE && b->serial)) {
+        amm__fault(m, AMM_ERR_DOUBLE_FREE, ptr, b->state == AMM_BLOCK_QUARANTINED ? b : NULL, op, NULL, 0, 0, file,
+                   line);
+        return NULL;
+    }
+    if (b->state == AMM_BLOCK_FREE) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, "a pool slot that was never allocated", 0, 0, file,
+                   line);
+        return NULL;
+    }
+    return b;
+}
+
+/* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
+static void retire(amm_manager *m, amm__block *b, const char *op, const char *file, int line, int traced) {
+    amm__guard_check(m, b, op, file, line);
+    m->live_blocks--;
+    m->live_bytes -= b->size;
+    m->total_frees++;
+    if (b->pool) {
+        b->pool->used--;
+        m->pool_slots_used--;
+    }
+    int quarantined = m->cfg.quarantine && m->cfg.quarantine_blocks && b->raw_size <= m->cfg.quarantine;
+    if (traced) AMM__TRACE(m, amm__trace_free(m, b, quarantined));
+    amm__quarantine_push(m, b);
+}
+
+/* ---- blocks ---- */
+
+void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, const char *file, int line) {
+    if (!m) {
+        amm__fault(NULL, AMM_ERR_INVALID_POINTER, NULL, NULL, "alloc", "NULL manager", 0, 0, file, line);
+        return NULL;
+    }
+    amm__lock(m);
+    void *user = NULL;
+    size_t a = check_align(m, align, "alloc", file, line);
+    amm__block *b = a ? alloc_block(m, size, a, flags, "alloc", file, line) : NULL;
+    if (b) {
+        user = (void *)b->user;
+        AMM__TRACE(m, amm__trace_block(m, AMM_TOP_ALLOC, b));
+        op_tick(m);
+    }
+    amm__unlock(m);
+    return user;
+}
+
+int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
+    if (!ptr) return 0;
+    if (!m) {
+        amm__fault(NULL, AMM_ERR_INVALID_POINTER, ptr, NULL, "free", "NULL manager", 0, 0, file, line);
+        return -1;
+    }
+    amm__lock(m);
+    int rc = -1;
+    amm__block *b = live_block(m, ptr, "free", file, line);
+    if (b && b->refcount > 1) {
+        amm__fault(m, AMM_ERR_SHARED_FREE, ptr, b, "free", NULL, 0, 0, file, line);
+    } else if (b) {
+        retire(m, b, "free", file, line, 1);
+        op_tick(m);
+        rc = 0;
+    }
+    amm__unlock(m);
+    return rc;
+}
+
+static int resize_in_place(amm_manager *m, amm__block *b, size_t new_size) {
+    switch ((amm_origin)b->origin) {
+    case AMM_ORIGIN_HEAP: return amm__heap_resize(m, b, new_size);
+    case AMM_ORIGIN_POOL: return amm__pool_resize(m, b, new_size);
+    case AMM_ORIGIN_LARGE: return amm__large_resize(m, b, new_size);
+    }
+    return -1;
+}
+
+static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size_t align, const char *file,
+                            int line) {
+    amm__guard_check(m, b, "realloc", file, line);
+    uintptr_t old_user = b->user;
+    size_t old_size = b->size;
+    if (new_size > SIZE_MAX / 4) {
+        amm__fault(m, AMM_ERR_BAD_SIZE, (void *)old_user, b, "realloc", NULL, 0, new_size, file, line);
+        return NULL;
+    }
+    if (old_user % align == 0 && resize_in_place(m, b, new_size) == 0) {
+        if (m->cfg.fill && new_size > old_size) memset((void *)(old_user + old_size), AMM_FILL_NEW, new_size - old_size);
+        b->size = new_size;
+        b->align_log2 = (uint8_t)amm__log2(align);
+        amm__canary_fill(m, old_user + new_size, b->raw + b->raw_size);
+        m->live_bytes = m->live_bytes - old_size + new_size;
+        if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+        AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, b, old_user, old_size));
+        return (void *)old_user;
+    }
+    unsigned flags = b->flags | (b->origin == AMM_ORIGIN_POOL ? 0u : AMM_ALLOC_NO_POOL);
+    amm__block *nb = alloc_block(m, new_size, align, flags, "realloc", file ? file : b->file, file ? line : b->line);
+    if (!nb) return NULL;
+    memcpy((void *)nb->user, (const void *)old_user, old_size < new_size ? old_size : new_size);
+    nb->refcount = b->refcount;
+    b->refcount = 1;
+    retire(m, b, "realloc", file, line, 0);
+    AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, nb, old_user, old_size));
+    return (void *)nb->user;
+}
+
+void *amm_realloc_at(amm_manager *m, void *ptr, size_t new_size, size_t align, const char *file, int line) {
+    if (!ptr) return amm_alloc_at(m, new_size, align, 0, file, line);
+    if (!m) {
+        amm__fault(NULL, AMM_ERR_INVALID_POINTER, ptr, NULL, "realloc", "NULL manager", 0, 0, file, line);
+        return NULL;
+    }
+    amm__lock(m);
+    void *out = NULL;
+    amm__block *b = live_block(m, ptr, "realloc", file, line);
+    if (b) {
+        size_t a = align ? check_align(m, align, "realloc", file, line) : amm__align_of(b);
+        if (a) out = realloc_locked(m, b, new_size, a, file, line);
+        if (out) op_tick(m);
+    }
+    amm__unlock(m);
+    return out;
+}
+
+/* Checks that [src, src+size) may be read; reports and returns -1 if not. */
+static int check_source(amm_manager *m, const void *src, size_t size, const char *file, int line) {
+    amm__block *b;
+    amm__lookup_kind k = amm__lookup(m, src, &b);
+    if (k == AMM__PTR_FOREIGN) return 0; /* not amm's memory: the caller vouches for it */
+    if (!b || b->state == AMM_BLOCK_FREE) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "the source is not a live block", 0, 0, file, line);
+        return -1;
+    }
+    if (b->state == AMM_BLOCK_QUARANTINED) {
+        amm__fault(m, AMM_ERR_USE_AFTER_FREE, src, b, "copy", "the source block was freed", 0, 0, file, line);
+        return -1;
+    }
+    uintptr_t s = (uintptr_t)src;
+    if (s < b->user || s - b->user > b->size || size > b->size - (s - b->user)) {
+        size_t over = s < b->user ? 0 : size - (b->size - (s - b->user));
+        amm__fault(m, AMM_ERR_OVERFLOW, src, b, "copy", "the copy would read past the end of the source", 
+                   (long long)(s - b->user), over, file, line);
+        return -1;
+    }
+    return 0;
+}
+
+void *amm_copy_at(amm_manager *m, const void *src, size_t size, const char *file, int line) {
+    if (!m) {
+        amm__fault(NULL, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "NULL manager", 0, 0, file, line);
+        return NULL;
+    }
+    amm__lock(m);
+    void *out = NULL;
+    if (!src && size) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "NULL source", 0, 0, file, line);
+    } else if (!src || check_source(m, src, size, file, line) == 0) {
+        amm__block *nb = alloc_block(m, size, AMM_DEFAULT_ALIGN, 0, "copy", file, line);
+        if (nb) {
+            if (size) memcpy((void *)nb->user, src, size);
+            out = (void *)nb->user;
+            AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_COPY, nb, (uintptr_t)src, size));
+            op_tick(m);
+        }
+    }
+    amm__unlock(m);
+    return out;
+}
+
+unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
+    if (!m || !ptr) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, "retain", m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
+        return 0;
+    }
+    amm__lock(m);
+    unsigned out = 0;
+    amm__block *b = live_block(m, ptr, "retain", file, line);
+    if (b) {
+        amm__guard_check(m, b, "retain", file, line);
+        if (b->refcount >= UINT32_MAX - 1) {
+            amm__fault(m, AMM_ERR_REFCOUNT_OVERFLOW, ptr, b, "retain", NULL, 0, 0, file, line);
+        } else {
+            out = ++b->refcount;
+            AMM__TRACE(m, amm__trace_refcount(m, AMM_TOP_RETAIN, b));
+            op_tick(m);
+        }
+    }
+    amm__unlock(m);
+    return out;
+}
+
+unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
+    if (!m || !ptr) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, "release", m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
+        return (unsigned)-1;
+    }
+    amm__lock(m);
+    unsigned out = (unsigned)-1;
+    amm__block *b = live_block(m, ptr, "release", file, line);
+    if (b) {
+        out = --b->refcount;
+        AMM__TRACE(m, amm__trace_refcount(m, AMM_TOP_RELEASE, b));
+        if (out == 0) {
+            b->refcount = 1; /* it is still live until retired */
+            retire(m, b, "release", file, line, 1);
+        } else {
+            amm__guard_check(m, b, "release", file, line);
+        }
+        op_tick(m);
+    }
+    amm__unlock(m);
+    return out;
+}
+
+size_t amm_size(amm_manager *m, const void *ptr) {
+    if (!m) return 0;
+    amm__lock(m);
+    amm__block *b = live_block(m, ptr, "size", NULL, 0);
+    size_t n = b ? b->size : 0;
+    amm__unlock(m);
+    return n;
+}
+
+int amm_owns(amm_manager *m, const void *ptr) {
+    if (!m || !ptr) return 0;
+    amm__lock(m);
+    amm__block *b;
+    int owned = amm__lookup(m, ptr, &b) == AMM__PTR_BLOCK && b->state == AMM_BLOCK_LIVE;
+    amm__unlock(m);
+    return owned;
+}
+
+int amm_set_movable(amm_manager *m, void *ptr, int movable) {
+    if (!m) return -1;
+    amm__lock(m);
+    amm__block *b = live_block(m, ptr, "set_movable", NULL, 0);
+    if (b) {
+        if (movable) b->flags |= AMM_ALLOC_MOVABLE;
+        else b->flags &= (uint8_t)~AMM_ALLOC_MOVABLE;
+    }
+    amm__unlock(m);
+    return b ? 0 : -1;
+}
+
+/* ---- pools ---- */
+
+amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count, size_t align) {
+    if (!m) return NULL;
+    amm__lock(m);
+    amm_pool *p = NULL;
+    size_t a = check_align(m, align, "pool_create", NULL, 0);
+    if (a && (block_size == 0 || block_count == 0 || block_count > UINT32_MAX || block_size > SIZE_MAX / 4)) {
+        amm__fault(m, AMM_ERR_BAD_SIZE, NULL, NULL, "pool_create",
+                   "a pool needs block_size > 0 and 0 < block_count < 2^32", 0, block_size, NULL, 0);
+    } else if (a) {
+        p = amm__pool_new(m, block_size, block_count, a < AMM__GRANULE ? AMM__GRANULE : a);
+        if (!p) amm__fault(m, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, "pool_create", NULL, 0, block_size * block_count, NULL, 0);
+    }
+    amm__unlock(m);
+    return p;
+}
+
+static int pool_of(const amm_manager *m, const amm_pool *pool) {
+    for (size_t i = 0; i < m->pool_count; i++) {
+        if (m->pools[i] == pool) return 1;
+    }
+    return 0;
+}
+
+void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file, int line) {
+    if (!m) return NULL;
+    amm__lock(m);
+    void *user = NULL;
+    size_t a = check_align(m, align, "pool_alloc", file, line);
+    amm__block *b = NULL;
+    if (a && pool && !pool_of(m, pool)) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, pool, NULL, "pool_alloc", "not a pool of this manager", 0, 0, file, line);
+    } else if (a) {
+        b = pool ? amm__pool_alloc(m, pool, size, a) : amm__pool_alloc_any(m, size, a);
+    }
+    if (b) {
+        b->file = file;
+        b->line = line;
+        user = (void *)b->user;
+        AMM__TRACE(m, amm__trace_block(m, AMM_TOP_ALLOC, b));
+        op_tick(m);
+    }
+    amm__unlock(m);
+    return user;
+}
+
+size_t amm_pool_count(amm_manager *m) {
+    if (!m) return 0;
+    amm__lock(m);
+    size_t n = m->pool_count;
+    amm__unlock(m);
+    return n;
+}
+
+amm_pool *amm_pool_get(amm_manager *m, size_t index) {
+    if (!m) return NULL;
+    amm__lock(m);
+    amm_pool *p = index < m->pool_count ? m->pools[index] : NULL;
+    amm__unlock(m);
+    return p;
+}
+
+int amm_pool_info_get(amm_manager *m, const amm_pool *p, amm_pool_info *info) {
+    if (!m || !info) return -1;
+    amm__lock(m);
+    int ok = pool_of(m, p);
+    if (ok) {
+        *info = (amm_pool_info){(void *)p->base, p->slab_bytes, p->block_size, p->stride, (size_t)1 << p->align_log2,
+                                p->count, p->used, p->quarantined, p->free_top, p->high_water};
+    }
+    amm__unlock(m);
+    return ok ? 0 : -1;
+}
+
+/* ---- defragmentation ---- */
+
+void amm_defragment(amm_manager *m, unsigned flags, amm_defrag_report *report) {
+    if (!m) return;
+    amm_defrag_report r;
+    memset(&r, 0, sizeof r);
+    amm__lock(m);
+    amm__stats_locked(m, &r.before);
+    AMM__TRACE(m, amm__trace_defrag(m, AMM_TOP_DEFRAG_BEGIN, flags, &r.before, 0, 0));
+    if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) amm__quarantine_flush(m);
+    if (flags & AMM_DEFRAG_COMPACT) {
+        r.bytes_moved = amm__heap_compact(m, &r.blocks_moved);
+        m->bytes_moved += r.bytes_moved;
+    }
+    if (flags & AMM_DEFRAG_RELEASE) r.bytes_released = amm__heap_release_memory(m, &r.regions_released);
+    amm__stats_locked(m, &r.after);
+    AMM__TRACE(m, amm__trace_defrag(m, AMM_TOP_DEFRAG_END, flags, &r.after, r.blocks_moved, r.regions_released));
+    amm__unlock(m);
+    if (report) *report = r;
+}

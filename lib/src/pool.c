@@ -1,0 +1,160 @@
+/*
+ * pool.c - fixed-size pools: one slab of equal slots per pool.
+ *
+ *   base                                                         base + count*stride
+ *    | slot 0                      | slot 1                      | ...
+ *    |<-front->|<-block_size->|back|<-front->|<-block_size->|back|
+ *              ^ user = base + i*stride + front, aligned to the pool alignment
+ *
+ * front = canary rounded up to the alignment, stride = front + block_size +
+ * canary rounded up to the alignment.  A free slot is canary from end to end,
+ * so a write into it is caught by amm_check; a live slot's bytes after
+ * user+size are canary too (byte-exact, even for a request smaller than the
+ * slot).  The slot of an address is (addr - base) / stride, exact: a pointer's
+ * pool is decided by its address, never by its size.  Each slot has an
+ * out-of-band record whose state (free, live, quarantined) catches double
+ * frees; free slots sit on a stack of indexes.  Alloc and free are O(1)
+ * plus the canary writes of one slot.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static void pool_unmap(amm_pool *p) {
+    amm__os_unmap((void *)p->base, p->slab_bytes);
+    amm__os_unmap(p->slots, amm__align_up(p->count * sizeof(amm__block), amm__page_size()));
+    amm__os_unmap(p->free_stack, amm__align_up(p->count * sizeof(uint32_t), amm__page_size()));
+    amm__os_unmap(p, sizeof *p);
+}
+
+/* Builds the pool; returns NULL if memory is refused.  Arguments are valid. */
+amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t align) {
+    size_t page = amm__page_size();
+    size_t front = amm__align_up(m->canary, align);
+    if (block_size > SIZE_MAX / 4 || count > UINT32_MAX) return NULL;
+    size_t stride = amm__align_up(front + block_size + m->canary, align);
+    if (stride == 0) stride = align;
+    if (count > (SIZE_MAX / 2) / stride) return NULL;
+    void *arr = m->pools;
+    if (amm__array_reserve(&arr, &m->pool_cap, m->pool_count + 1, sizeof(amm_pool *)) != 0) return NULL;
+    m->pools = arr;
+    amm_pool *p = amm__os_map(sizeof *p);
+    if (!p) return NULL;
+    p->m = m;
+    p->block_size = block_size;
+    p->stride = stride;
+    p->front = front;
+    p->count = count;
+    p->align_log2 = (uint8_t)amm__log2(align);
+    p->slab_bytes = amm__align_up(stride * count, page);
+    size_t mapped = 0;
+    p->base = (uintptr_t)amm__os_map_aligned(p->slab_bytes, align > page ? align : page, &mapped);
+    p->slots = amm__os_map(amm__align_up(count * sizeof(amm__block), page));
+    p->free_stack = amm__os_map(amm__align_up(count * sizeof(uint32_t), page));
+    if (!p->base || !p->slots || !p->free_stack ||
+        amm__range_add(m, p->base, p->base + p->slab_bytes, AMM__RANGE_POOL, p) != 0) {
+        pool_unmap(p);
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        amm__block *s = &p->slots[i];
+        s->raw = p->base + i * stride;
+        s->raw_size = stride;
+        s->origin = AMM_ORIGIN_POOL;
+        s->state = AMM_BLOCK_FREE;
+        s->pool = p;
+        p->free_stack[i] = (uint32_t)(count - 1 - i); /* slot 0 is handed out first */
+    }
+    p->free_top = count;
+    amm__canary_fill(m, p->base, p->base + stride * count);
+    p->id = m->pool_count;
+    m->pools[m->pool_count++] = p;
+    m->reserved += p->slab_bytes;
+    m->pool_slots += count;
+    AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, p->base, p->slab_bytes, AMM_ORIGIN_POOL, p->id));
+    AMM__TRACE(m, amm__trace_pool(m, p));
+    return p;
+}
+
+amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align) {
+    if (size > p->block_size || align > ((size_t)1 << p->align_log2) || p->free_top == 0) return NULL;
+    uint32_t idx = p->free_stack[--p->free_top];
+    amm__block *b = &p->slots[idx];
+    amm__block_set_live(m, b, b->raw + p->front, size, align);
+    p->used++;
+    if (p->used > p->high_water) p->high_water = p->used;
+    m->pool_slots_used++;
+    return b;
+}
+
+amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align) {
+    amm_pool *best = NULL;
+    for (size_t i = 0; i < m->pool_count; i++) {
+        amm_pool *p = m->pools[i];
+        if (p->free_top && size <= p->block_size && align <= ((size_t)1 << p->align_log2) &&
+            (!best || p->block_size < best->block_size)) {
+            best = p;
+        }
+    }
+    return best ? amm__pool_alloc(m, best, size, align) : NULL;
+}
+
+void amm__pool_release(amm_manager *m, amm__block *b) {
+    amm_pool *p = b->pool;
+    amm__canary_fill(m, b->user, b->user + b->size); /* the whole slot is canary again */
+    if (b->state == AMM_BLOCK_QUARANTINED) p->quarantined--;
+    b->state = AMM_BLOCK_FREE;
+    b->user = 0;
+    b->size = 0;
+    b->refcount = 0;
+    p->free_stack[p->free_top++] = (uint32_t)(b - p->slots);
+}
+
+int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size) {
+    (void)m;
+    return new_size <= b->pool->block_size ? 0 : -1;
+}
+
+amm__lookup_kind amm__pool_lookup(amm_pool *p, uintptr_t addr, amm__block **b) {
+    size_t off = addr - p->base, idx = off / p->stride;
+    if (idx >= p->count) {
+        *b = NULL;
+        return AMM__PTR_INTERIOR;
+    }
+    *b = &p->slots[idx];
+    return off % p->stride == p->front ? AMM__PTR_BLOCK : AMM__PTR_INTERIOR;
+}
+
+void amm__pool_destroy_all(amm_manager *m) {
+    for (size_t i = 0; i < m->pool_count; i++) {
+        amm_pool *p = m->pools[i];
+        AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_UNMAP, p->base, p->slab_bytes, AMM_ORIGIN_POOL, p->id));
+        amm__range_del(m, p->base);
+        m->reserved -= p->slab_bytes;
+        pool_unmap(p);
+    }
+    amm__array_free(m->pools, m->pool_cap, sizeof(amm_pool *));
+    m->pools = NULL;
+    m->pool_count = m->pool_cap = 0;
+}
+
+size_t amm__pool_check(amm_manager *m, amm_pool *p) {
+    size_t used = 0, quarantined = 0, free_slots = 0, problems = 0;
+    for (size_t i = 0; i < p->count; i++) {
+        const amm__block *s = &p->slots[i];
+        if (s->state == AMM_BLOCK_LIVE) used++;
+        else if (s->state == AMM_BLOCK_QUARANTINED) quarantined++;
+        else free_slots++;
+    }
+    int ok = used == p->used && quarantined == p->quarantined && free_slots == p->free_top &&
+             used + quarantined + free_slots == p->count;
+    for (size_t i = 0; ok && i < p->free_top; i++) {
+        ok = p->free_stack[i] < p->count && p->slots[p->free_stack[i]].state == AMM_BLOCK_FREE;
+    }
+    if (!ok) {
+        amm__fault(m, AMM_ERR_CORRUPTION, (void *)p->base, NULL, "check", "pool slot states disagree with its counts",
+                   0, 0, NULL, 0);
+        problems++;
+    }
+    return problems;
+}

@@ -1,0 +1,172 @@
+/*
+ * registry.c - from a pointer to its block record, in O(1), before anything
+ * is dereferenced.
+ *
+ * Two structures:
+ *  - the range table: every heap region, pool slab and large mapping, sorted
+ *    by start address; a binary search (O(log r), r is small) says which
+ *    range, if any, holds an address;
+ *  - the registry: an open-addressing hash (linear probing, backward-shift
+ *    deletion, load <= 1/2) from a heap block's user pointer to its record.
+ * Pool slots need no hash: slot = (addr - base - front) / stride, exact.
+ * A large mapping's range points straight at its single record.
+ *
+ * amm__lookup classifies any pointer as a block start, an interior pointer
+ * (inside one of amm's ranges) or foreign, and only then is a record trusted.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static size_t hash_ptr(uintptr_t p) {
+    uint64_t x = (uint64_t)p >> 4; /* user pointers are 16-aligned or more */
+    x *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(x ^ (x >> 29));
+}
+
+static int registry_grow(amm_manager *m) {
+    amm__registry *r = &m->registry;
+    size_t ncap = r->cap ? r->cap * 2 : 1024;
+    uintptr_t *keys = amm__os_map(ncap * sizeof *keys);
+    amm__block **vals = amm__os_map(ncap * sizeof *vals);
+    if (!keys || !vals) {
+        amm__os_unmap(keys, ncap * sizeof *keys);
+        amm__os_unmap(vals, ncap * sizeof *vals);
+        return -1;
+    }
+    for (size_t i = 0; i < r->cap; i++) {
+        if (!r->keys[i]) continue;
+        size_t j = hash_ptr(r->keys[i]) & (ncap - 1);
+        while (keys[j]) j = (j + 1) & (ncap - 1);
+        keys[j] = r->keys[i];
+        vals[j] = r->vals[i];
+    }
+    amm__os_unmap(r->keys, r->cap * sizeof *r->keys);
+    amm__os_unmap(r->vals, r->cap * sizeof *r->vals);
+    r->keys = keys;
+    r->vals = vals;
+    r->cap = ncap;
+    return 0;
+}
+
+int amm__registry_put(amm_manager *m, amm__block *b) {
+    amm__registry *r = &m->registry;
+    if ((r->count + 1) * 2 > r->cap && registry_grow(m) != 0) return -1;
+    size_t mask = r->cap - 1, i = hash_ptr(b->user) & mask;
+    while (r->keys[i] && r->keys[i] != b->user) i = (i + 1) & mask;
+    if (!r->keys[i]) r->count++;
+    r->keys[i] = b->user;
+    r->vals[i] = b;
+    return 0;
+}
+
+amm__block *amm__registry_get(const amm_manager *m, uintptr_t user) {
+    const amm__registry *r = &m->registry;
+    if (!r->cap || !user) return NULL;
+    size_t mask = r->cap - 1, i = hash_ptr(user) & mask;
+    while (r->keys[i]) {
+        if (r->keys[i] == user) return r->vals[i];
+        i = (i + 1) & mask;
+    }
+    return NULL;
+}
+
+void amm__registry_del(amm_manager *m, uintptr_t user) {
+    amm__registry *r = &m->registry;
+    if (!r->cap) return;
+    size_t mask = r->cap - 1, i = hash_ptr(user) & mask;
+    while (r->keys[i] && r->keys[i] != user) i = (i + 1) & mask;
+    if (!r->keys[i]) return;
+    /* Backward-shift deletion keeps every probe chain unbroken, no tombstones. */
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; r->keys[j]; j = (j + 1) & mask) {
+        size_t home = hash_ptr(r->keys[j]) & mask;
+        int movable = (j > hole) ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            r->keys[hole] = r->keys[j];
+            r->vals[hole] = r->vals[j];
+            hole = j;
+        }
+    }
+    r->keys[hole] = 0;
+    r->vals[hole] = NULL;
+    r->count--;
+}
+
+void amm__registry_destroy(amm_manager *m) {
+    amm__registry *r = &m->registry;
+    amm__os_unmap(r->keys, r->cap * sizeof *r->keys);
+    amm__os_unmap(r->vals, r->cap * sizeof *r->vals);
+    memset(r, 0, sizeof *r);
+}
+
+/* Index of the first range whose start is > addr. */
+static size_t range_upper(const amm_manager *m, uintptr_t addr) {
+    size_t lo = 0, hi = m->range_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->ranges[mid].start <= addr) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_kind kind, void *obj) {
+    void *arr = m->ranges;
+    if (amm__array_reserve(&arr, &m->range_cap, m->range_count + 1, sizeof(amm__range)) != 0) return -1;
+    m->ranges = arr;
+    size_t at = range_upper(m, start);
+    memmove(&m->ranges[at + 1], &m->ranges[at], (m->range_count - at) * sizeof(amm__range));
+    m->ranges[at] = (amm__range){start, end, kind, obj};
+    m->range_count++;
+    return 0;
+}
+
+void amm__range_del(amm_manager *m, uintptr_t start) {
+    size_t at = range_upper(m, start);
+    if (at == 0 || m->ranges[at - 1].start != start) return;
+    at--;
+    memmove(&m->ranges[at], &m->ranges[at + 1], (m->range_count - at - 1) * sizeof(amm__range));
+    m->range_count--;
+}
+
+const amm__range *amm__range_find(const amm_manager *m, uintptr_t addr) {
+    size_t at = range_upper(m, addr);
+    if (at == 0) return NULL;
+    const amm__range *r = &m->ranges[at - 1];
+    return addr < r->end ? r : NULL;
+}
+
+/* The heap chunk holding addr, by walking its region (error path only: O(chunks)). */
+static amm__block *heap_containing(const amm__region *reg, uintptr_t addr) {
+    for (amm__block *c = reg->first; c; c = c->next_phys) {
+        if (addr >= c->raw && addr < c->raw + c->raw_size) return c;
+    }
+    return NULL;
+}
+
+amm__lookup_kind amm__lookup(amm_manager *m, const void *ptr, amm__block **b) {
+    uintptr_t addr = (uintptr_t)ptr;
+    *b = NULL;
+    const amm__range *r = amm__range_find(m, addr);
+    if (!r) return AMM__PTR_FOREIGN;
+    switch (r->kind) {
+    case AMM__RANGE_POOL:
+        return amm__pool_lookup(r->obj, addr, b);
+    case AMM__RANGE_LARGE: {
+        amm__block *blk = r->obj;
+        *b = blk;
+        return addr == blk->user ? AMM__PTR_BLOCK : AMM__PTR_INTERIOR;
+    }
+    case AMM__RANGE_HEAP: {
+        amm__block *blk = amm__registry_get(m, addr);
+        if (blk) {
+            *b = blk;
+            return AMM__PTR_BLOCK;
+        }
+        *b = heap_containing(r->obj, addr);
+        return AMM__PTR_INTERIOR;
+    }
+    }
+    return AMM__PTR_FOREIGN;
+}
