@@ -347,6 +347,26 @@ static void begin_chunk(amm_trace_reader *r, const uint8_t *p, unsigned count) {
     r->resyncing = 0;
 }
 
+/* Records of recs[0, whole) that form whole events: a record whose ARGS or
+ * STRING records were cut off by the truncation is left out with them. */
+static unsigned whole_events(const uint8_t *recs, unsigned whole) {
+    unsigned i = 0;
+    while (i < whole) {
+        const uint8_t *p = recs + (size_t)i * AMM_TRACE_RECORD_SIZE;
+        unsigned need = 1 + (amm__trace_op_has_args(p[0]) ? 1u : 0u);
+        if (p[0] == AMM_TOP_SITE) {
+            uint64_t len = amm__get64(p + 24) < 255 ? amm__get64(p + 24) : 255;
+            need += (unsigned)((len + AMM__STRING_BYTES - 1) / AMM__STRING_BYTES);
+        }
+        if (i + need > whole) return i;
+        for (i++; i < whole; i++) {
+            unsigned op = recs[(size_t)i * AMM_TRACE_RECORD_SIZE];
+            if (op != AMM_TOP_ARGS && op != AMM_TOP_STRING) break;
+        }
+    }
+    return whole;
+}
+
 /* The stream ends inside a chunk whose header is at data + start. */
 static amm_trace_status partial_chunk(amm_trace_reader *r, unsigned count) {
     const uint8_t *p = r->data + r->start;
@@ -354,6 +374,7 @@ static amm_trace_status partial_chunk(amm_trace_reader *r, unsigned count) {
     if (valid_chunk_after(r, r->start + 1)) return reject(r, "chunk length runs into the next chunk");
     if (!r->seq_known || first != r->next_seq) return reject(r, "incomplete final chunk out of sequence");
     unsigned whole = (unsigned)((avail(r) - AMM_TRACE_CHUNK_HEADER_SIZE) / AMM_TRACE_RECORD_SIZE);
+    whole = whole_events(p + AMM_TRACE_CHUNK_HEADER_SIZE, whole);
     set_err(r, "offset %llu: truncated final chunk: %u of %u records present (yielded unverified)",
             (unsigned long long)cur_offset(r), whole, count);
     begin_chunk(r, p, whole);
