@@ -151,14 +151,21 @@ static void quarantine_unlink(amm_manager *m, amm__block *b) {
     m->q_bytes -= b->raw_size;
 }
 
-/* The oldest block leaves quarantine: verify, then release for real. */
-static void quarantine_evict(amm_manager *m) {
-    amm__block *b = m->q_head;
+/* Block b leaves quarantine: verify, then release for real. */
+static void quarantine_evict_block(amm_manager *m, amm__block *b) {
     quarantine_unlink(m, b);
     amm__guard_check_freed(m, b, "quarantine release");
     amm__guard_check(m, b, "quarantine release", NULL, 0);
     AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_QUARANTINE_RELEASE, b->user, b->size, 0, 0));
     amm__release_block(m, b);
+}
+
+static void quarantine_evict(amm_manager *m) { quarantine_evict_block(m, m->q_head); }
+
+void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p) {
+    amm__block *b = m->q_head;
+    while (b && b->pool != p) b = b->q_next;
+    if (b) quarantine_evict_block(m, b);
 }
 
 void amm__quarantine_push(amm_manager *m, amm__block *b) {

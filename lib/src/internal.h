@@ -229,7 +229,9 @@ size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, co
 size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operation);
 /* Puts a freed block into quarantine (or releases it at once) and evicts the oldest over the bounds. */
 void amm__quarantine_push(amm_manager *m, amm__block *b);
-void amm__quarantine_flush(amm_manager *m);        /* evict everything (destroy, defragment) */
+void amm__quarantine_flush(amm_manager *m);
+/* Evicts the oldest quarantined slot of pool p (if any), as if it left quarantine. */
+void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict everything (destroy, defragment) */
 
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */

@@ -32,7 +32,6 @@ amm__block *amm__large_alloc(amm_manager *m, size_t size, size_t align) {
     b->raw_size = mapped;
     b->origin = AMM_ORIGIN_LARGE;
     m->reserved += mapped;
-    m->large_count++;
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, b->raw, mapped, AMM_ORIGIN_LARGE, 0));
     amm__block_set_live(m, b, b->raw + front, size, align);
     return b;
@@ -42,7 +41,6 @@ void amm__large_release(amm_manager *m, amm__block *b) {
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_UNMAP, b->raw, b->raw_size, AMM_ORIGIN_LARGE, 0));
     amm__range_del(m, b->raw);
     m->reserved -= b->raw_size;
-    m->large_count--;
     amm__os_unmap((void *)b->raw, b->raw_size);
     amm__record_free(m, b);
 }

@@ -141,6 +141,7 @@ void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t s
     m->live_bytes += size;
     if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
     m->total_allocs++;
+    if (b->origin == AMM_ORIGIN_LARGE) m->large_count++;
 }
 
 void amm__release_block(amm_manager *m, amm__block *b) {
@@ -186,9 +187,8 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
         amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, NULL, 0, 0, file, line);
         return NULL;
     case AMM__PTR_INTERIOR:
-        if (b && b->state != AMM_BLOCK_FREE && (uintptr_t)ptr >= b->user && (uintptr_t)ptr < b->user + b->size) {
-            amm__fault(m, AMM_ERR_INTERIOR_POINTER, ptr, b, op, NULL, (long long)((uintptr_t)ptr - b->user), 0, file,
-                       line);
+        if (b && b->state != AMM_BLOCK_FREE && (uintptr_t)ptr >= b->raw && (uintptr_t)ptr < b->raw + b->raw_size) {
+            amm__fault(m, AMM_ERR_INTERIOR_POINTER, ptr, b, op, NULL, (long long)((uintptr_t)ptr - b->user), 0, file, line);
         } else {
             amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op,
                        "it points into amm memory that is free, padding or a guard", 0, 0, file, line);
@@ -198,8 +198,7 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
         break;
     }
     if (b->state == AMM_BLOCK_QUARANTINED || (b->state == AMM_BLOCK_FREE && b->serial)) {
-        amm__fault(m, AMM_ERR_DOUBLE_FREE, ptr, b->state == AMM_BLOCK_QUARANTINED ? b : NULL, op, NULL, 0, 0, file,
-                   line);
+        amm__fault(m, AMM_ERR_DOUBLE_FREE, ptr, b, op, NULL, 0, 0, file, line);
         return NULL;
     }
     if (b->state == AMM_BLOCK_FREE) {
@@ -220,6 +219,7 @@ static void retire(amm_manager *m, amm__block *b, const char *op, const char *fi
         b->pool->used--;
         m->pool_slots_used--;
     }
+    if (b->origin == AMM_ORIGIN_LARGE) m->large_count--;
     int quarantined = m->cfg.quarantine && m->cfg.quarantine_blocks && b->raw_size <= m->cfg.quarantine;
     if (traced) AMM__TRACE(m, amm__trace_free(m, b, quarantined));
     amm__quarantine_push(m, b);

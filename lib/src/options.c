@@ -132,7 +132,7 @@ static int apply_pair(amm_config *cfg, const char *key, size_t klen, const char 
             cfg->trace = vlen ? cfg->trace_buf : NULL;
             return 0;
         }
-        unsigned long long v;
+        unsigned long long v = 0;
         if (parse_value(o, val, vlen, &v) != 0) {
             if (err && err_len) snprintf(err, err_len, "option '%.*s': bad value '%.*s', expected %s", (int)klen, key,
                                          (int)vlen, val, expected(o->type));
@@ -143,8 +143,16 @@ static int apply_pair(amm_config *cfg, const char *key, size_t klen, const char 
                                          (int)klen, key, v, o->min, o->max);
             return -1;
         }
+        if (strcmp(o->name, "canary") == 0 && v % 8 != 0) {
+            if (err && err_len) snprintf(err, err_len, "option '%.*s': value %llu must be a multiple of 8", (int)klen, key, v);
+            return -1;
+        }
         set_field(cfg, i, v);
         return 0;
+    }
+    if (klen == 0) {
+        if (err && err_len) snprintf(err, err_len, "option '=%.*s' has no key (expected key=value)", (int)vlen, val);
+        return -1;
     }
     if (err && err_len) {
         size_t n = (size_t)snprintf(err, err_len, "unknown option '%.*s' (known:", (int)klen, key);

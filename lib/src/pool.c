@@ -77,7 +77,11 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
 }
 
 amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align) {
-    if (size > p->block_size || align > ((size_t)1 << p->align_log2) || p->free_top == 0) return NULL;
+    if (size > p->block_size || align > ((size_t)1 << p->align_log2)) return NULL;
+    /* A pool whose free slots all sit in quarantine takes back its oldest one
+     * (checked for writes after free first) rather than refusing. */
+    if (p->free_top == 0 && p->quarantined) amm__quarantine_evict_pool(m, p);
+    if (p->free_top == 0) return NULL;
     uint32_t idx = p->free_stack[--p->free_top];
     amm__block *b = &p->slots[idx];
     amm__block_set_live(m, b, b->raw + p->front, size, align);
@@ -91,7 +95,7 @@ amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align) {
     amm_pool *best = NULL;
     for (size_t i = 0; i < m->pool_count; i++) {
         amm_pool *p = m->pools[i];
-        if (p->free_top && size <= p->block_size && align <= ((size_t)1 << p->align_log2) &&
+        if ((p->free_top || p->quarantined) && size <= p->block_size && align <= ((size_t)1 << p->align_log2) &&
             (!best || p->block_size < best->block_size)) {
             best = p;
         }
@@ -103,9 +107,7 @@ void amm__pool_release(amm_manager *m, amm__block *b) {
     amm_pool *p = b->pool;
     amm__canary_fill(m, b->user, b->user + b->size); /* the whole slot is canary again */
     if (b->state == AMM_BLOCK_QUARANTINED) p->quarantined--;
-    b->state = AMM_BLOCK_FREE;
-    b->user = 0;
-    b->size = 0;
+    b->state = AMM_BLOCK_FREE; /* user, size and site stay: they name the block in a double-free report */
     b->refcount = 0;
     p->free_stack[p->free_top++] = (uint32_t)(b - p->slots);
 }

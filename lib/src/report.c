@@ -135,7 +135,8 @@ void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm_
     r.offset = offset;
     r.bytes = bytes;
     r.op_site = (amm_site){file, line};
-    if (b && b->state != AMM_BLOCK_FREE) {
+    if (b) r.origin = (amm_origin)b->origin;
+    if (b && (b->state != AMM_BLOCK_FREE || b->origin == AMM_ORIGIN_POOL)) { /* a free slot keeps its last block */
         r.block = (const void *)b->user;
         r.block_size = b->size;
         r.alignment = amm__align_of(b);
