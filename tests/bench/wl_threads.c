@@ -1,0 +1,166 @@
+/*
+ * wl_threads.c - two threads: one allocates, the other frees.
+ *
+ * The producer allocates a block, stamps it with its sequence number and
+ * pushes the pointer into a lock-free single-producer single-consumer ring;
+ * the consumer pops it, checks the stamp and frees it, so every free is a
+ * cross-thread free.  The ring holds RING_SLOTS pointers; a side that finds it
+ * full (or empty) spins briefly, then yields, since the machine may have
+ * fewer free cores than threads.
+ *
+ * SPSC ring: head is written only by the producer, tail only by the consumer.
+ * The producer stores the slot, then publishes head with release order; the
+ * consumer reads head with acquire order before it reads the slot (and the
+ * mirror for tail), so a slot is never read before it is written nor
+ * overwritten before it is consumed.
+ */
+#define _GNU_SOURCE /* POSIX and glibc extensions under -std=c11 */
+#include "bench.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+
+enum { RING_SLOTS = 1024, SPIN_BEFORE_YIELD = 64 };
+
+typedef struct spsc_ring {
+    _Alignas(64) atomic_size_t head; /* next slot to write (producer) */
+    _Alignas(64) atomic_size_t tail; /* next slot to read (consumer) */
+    _Alignas(64) void *slot[RING_SLOTS];
+} spsc_ring;
+
+typedef struct pc_run {
+    spsc_ring ring;
+    bench_alloc *a;
+    size_t count;      /* blocks to pass through */
+    size_t min_size, max_size;
+    uint64_t seed;
+    atomic_int failed; /* set by either side on a failure */
+} pc_run;
+
+static void backoff(unsigned *spins)
+{
+    if (++*spins >= SPIN_BEFORE_YIELD) {
+        *spins = 0;
+        sched_yield();
+    }
+}
+
+static size_t stamp_size(size_t min_size, size_t max_size, size_t i)
+{
+    return min_size + (i * 2654435761u) % (max_size - min_size + 1);
+}
+
+static void *producer(void *arg)
+{
+    pc_run *run = arg;
+    for (size_t i = 0; i < run->count && !atomic_load_explicit(&run->failed, memory_order_relaxed); i++) {
+        size_t size = stamp_size(run->min_size, run->max_size, i);
+        size_t *p = run->a->alloc(run->a->ctx, size);
+        if (p == NULL) {
+            bench_fail("%s: threads: allocation of %zu bytes failed", run->a->name, size);
+            atomic_store(&run->failed, 1);
+            break;
+        }
+        p[0] = i;
+        size_t head = atomic_load_explicit(&run->ring.head, memory_order_relaxed);
+        unsigned spins = 0;
+        while (head - atomic_load_explicit(&run->ring.tail, memory_order_acquire) == RING_SLOTS)
+            backoff(&spins);
+        run->ring.slot[head % RING_SLOTS] = p;
+        atomic_store_explicit(&run->ring.head, head + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    pc_run *run = arg;
+    for (size_t i = 0; i < run->count; i++) {
+        size_t tail = atomic_load_explicit(&run->ring.tail, memory_order_relaxed);
+        unsigned spins = 0;
+        while (atomic_load_explicit(&run->ring.head, memory_order_acquire) == tail) {
+            if (atomic_load_explicit(&run->failed, memory_order_relaxed))
+                return NULL;
+            backoff(&spins);
+        }
+        size_t *p = run->ring.slot[tail % RING_SLOTS];
+        atomic_store_explicit(&run->ring.tail, tail + 1, memory_order_release);
+        if (p[0] != i) {
+            bench_fail("%s: threads: block %zu arrived stamped %zu", run->a->name, i, p[0]);
+            atomic_store(&run->failed, 1);
+        }
+        run->a->release(run->a->ctx, p);
+    }
+    return NULL;
+}
+
+/* One timed run: ns per block passed from producer to consumer, or -1. */
+static double run_pc(pc_run *run)
+{
+    pthread_t tp, tc;
+    atomic_init(&run->ring.head, 0);
+    atomic_init(&run->ring.tail, 0);
+    atomic_init(&run->failed, 0);
+    uint64_t t0 = bench_now_ns();
+    if (pthread_create(&tc, NULL, consumer, run) != 0) {
+        bench_fail("pthread_create failed");
+        return -1;
+    }
+    if (pthread_create(&tp, NULL, producer, run) != 0) {
+        bench_fail("pthread_create failed");
+        atomic_store(&run->failed, 1);
+        pthread_join(tc, NULL);
+        return -1;
+    }
+    pthread_join(tp, NULL);
+    pthread_join(tc, NULL);
+    uint64_t t1 = bench_now_ns();
+    return atomic_load(&run->failed) ? -1 : (double)(t1 - t0) / (double)run->count;
+}
+
+typedef struct pc_arg {
+    size_t min_size, max_size, count;
+} pc_arg;
+
+static double pc_run_fn(bench_alloc *a, void *arg)
+{
+    static pc_run run; /* large (the ring); one run at a time */
+    const pc_arg *pa = arg;
+    memset(&run, 0, sizeof run);
+    run.a = a;
+    run.min_size = pa->min_size;
+    run.max_size = pa->max_size;
+    run.count = pa->count;
+    return run_pc(&run);
+}
+
+void wl_threads(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
+{
+    static const size_t ranges[][2] = {{64, 64}, {16, 1024}};
+    bench_table t;
+    int col[BENCH_KIND_COUNT];
+    bench_table_init(&t, "two threads: one allocates, one frees (ns per block; ratio to glibc)",
+                     "blocks cross an SPSC ring of 1024 pointers; wall time / blocks; median of the repeats.");
+    int c_size = bench_table_col(&t, "sizes");
+    for (int k = 0; k < BENCH_KIND_COUNT; k++)
+        col[k] = bench_table_col(&t, all[k].name);
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        int row = bench_table_row(&t);
+        double ns[BENCH_KIND_COUNT];
+        pc_arg arg = {ranges[r][0], ranges[r][1], o->quick ? 5000 : 500000};
+        if (ranges[r][0] == ranges[r][1])
+            bench_table_text(&t, row, c_size, "%zu", ranges[r][0]);
+        else
+            bench_table_text(&t, row, c_size, "%zu-%zu", ranges[r][0], ranges[r][1]);
+        bench_measure_row(all, pc_run_fn, NULL, &arg, o->repeats, ns);
+        for (int k = 0; k < BENCH_KIND_COUNT; k++) {
+            if (!all[k].available)
+                bench_table_text(&t, row, col[k], "n/a");
+            else
+                bench_table_ratio(&t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
+        }
+    }
+    bench_table_emit(&t);
+}
