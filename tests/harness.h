@@ -1,8 +1,9 @@
 /*
  * harness.h - amm's tiny single-header test harness.
  *
- * Include it from exactly one translation unit per test executable (it
- * defines main unless HARNESS_NO_MAIN is defined first).
+ * Include it first (before any system header) from exactly one translation
+ * unit per test executable (it defines main unless HARNESS_NO_MAIN is
+ * defined first).
  *
  *   TEST(name) { ... }        a test function, registered before main runs
  *   EXPECT_EQ(a, b)           compare two scalars (integers of any type,
@@ -30,6 +31,12 @@
  */
 #ifndef AMM_TESTS_HARNESS_H
 #define AMM_TESTS_HARNESS_H
+
+/* The tree builds with -std=c11 (no extensions): ask for POSIX/GNU
+ * declarations (dup, fork, flockfile).  Include harness.h first. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 
 #include <amm/amm.h>
 

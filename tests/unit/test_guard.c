@@ -1,0 +1,439 @@
+/*
+ * test_guard.c - canaries and quarantine.
+ *
+ * The corruption matrix: for heap, large and pool blocks at alignments 1, 8,
+ * 16, 64, 4096 and 65536, damage 1..canary bytes just past the end or just
+ * before the start of a block, then free it (or run amm_check).  Each damage
+ * must be reported exactly once, with the right kind, block, size, offset and
+ * byte count; the manager must stay usable and amm_check find nothing after.
+ * Then use-after-free (found by amm_check, on leaving quarantine and at
+ * destroy), and the default handler's one-line format and abort mode.
+ */
+#include "../harness.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+static const size_t aligns[] = {1, 8, 16, 64, 4096, 65536};
+#define NALIGNS (sizeof aligns / sizeof aligns[0])
+
+typedef enum where { HEAP, LARGE, POOL } where;
+static const char *const where_name[] = {"heap", "large", "pool"};
+
+typedef struct matrix_case {
+    amm_manager *m;
+    h_faults *f;
+    amm_pool *pool;   /* POOL only */
+    where w;
+    size_t size, align, n;
+    int under;        /* 1: damage before the start, 0: past the end */
+    int via_check;    /* 1: find it with amm_check before the free */
+} matrix_case;
+
+static void *case_alloc(const matrix_case *c)
+{
+    if (c->w == POOL)
+        return amm_pool_alloc_at(c->m, c->pool, c->size, c->align, __FILE__, __LINE__);
+    return amm_alloc(c->m, c->size, c->align);
+}
+
+/* Flips n bytes just outside the block (every bit, so each surely changes). */
+static void damage(unsigned char *p, size_t size, size_t n, int under)
+{
+    /* on addresses: the bytes lie outside the C object the block is */
+    unsigned char *start = (unsigned char *)(under ? (uintptr_t)p - n : (uintptr_t)p + size);
+    h_unpoison(start, n);
+    for (size_t i = 0; i < n; i++)
+        start[i] ^= 0xFFu;
+}
+
+static void expect_report(const matrix_case *c, const amm_report *r, const void *p)
+{
+    EXPECT_EQ(r->kind, c->under ? AMM_ERR_UNDERFLOW : AMM_ERR_OVERFLOW);
+    EXPECT_EQ(r->block, p);
+    EXPECT_EQ(r->block_size, c->size);
+    EXPECT_EQ(r->offset, c->under ? -(long long)c->n : (long long)c->size);
+    EXPECT_EQ(r->bytes, c->n);
+    EXPECT_EQ(r->origin, (amm_origin)(c->w == HEAP ? AMM_ORIGIN_HEAP : c->w == LARGE ? AMM_ORIGIN_LARGE : AMM_ORIGIN_POOL));
+}
+
+static void run_case(const matrix_case *c)
+{
+    unsigned char *p = (unsigned char *)case_alloc(c);
+    amm_block_info info;
+    void *q;
+    ASSERT_NOT_NULL(p);
+    ASSERT_TRUE(h_block_info(c->m, p, &info));
+    EXPECT_EQ(info.origin, (amm_origin)(c->w == HEAP ? AMM_ORIGIN_HEAP : c->w == LARGE ? AMM_ORIGIN_LARGE : AMM_ORIGIN_POOL));
+    EXPECT_TRUE(h_is_aligned(p, c->align));
+    h_faults_clear(c->f);
+    damage(p, c->size, c->n, c->under);
+    if (c->via_check) {
+        EXPECT_EQ(amm_check(c->m), 1);
+        EXPECT_FAULTS(c->f, 1);
+        expect_report(c, &c->f->list[0], p);
+        EXPECT_EQ(amm_check(c->m), 0);      /* reported once, then repaired */
+    }
+    EXPECT_EQ(amm_free(c->m, p), 0);        /* damage is reported, the block still freed */
+    EXPECT_FAULTS(c->f, 1);
+    if (!c->via_check)
+        expect_report(c, &c->f->list[0], p);
+    EXPECT_EQ(amm_check(c->m), 0);
+    EXPECT_FAULTS(c->f, 1);
+    q = amm_alloc(c->m, 40, 0);             /* still usable */
+    ASSERT_NOT_NULL(q);
+    h_fill(q, 40, 1);
+    EXPECT_EQ(amm_free(c->m, q), 0);
+    EXPECT_FAULTS(c->f, 1);
+    if (atomic_load(&h_st.failures))
+        printf("    in case: %s block of %zu bytes, align %zu, %zu bytes %s, found by %s\n",
+               where_name[c->w], c->size, c->align, c->n, c->under ? "before" : "after",
+               c->via_check ? "amm_check" : "free");
+}
+
+/* Runs the matrix for one kind of block: every alignment, both sides, 1..canary bytes. */
+static void run_matrix(where w, size_t size, const char *options, size_t canary)
+{
+    for (size_t a = 0; a < NALIGNS; a++) {
+        h_faults f;
+        amm_manager *m = h_new_manager(options, &f);
+        matrix_case c;
+        memset(&c, 0, sizeof c);
+        c.m = m;
+        c.f = &f;
+        c.w = w;
+        c.size = size;
+        c.align = aligns[a];
+        if (w == POOL) {
+            c.pool = amm_pool_create(m, size + 5, 4, aligns[a]);
+            ASSERT_NOT_NULL(c.pool);
+        }
+        for (c.via_check = 0; c.via_check <= 1; c.via_check++)
+            for (c.under = 0; c.under <= 1; c.under++)
+                for (c.n = 1; c.n <= canary; c.n++) {
+                    int before = atomic_load(&h_st.failures);
+                    run_case(&c);
+                    if (atomic_load(&h_st.failures) != before)
+                        break;      /* one failing n per row is enough output */
+                }
+        EXPECT_HEALTHY(m);
+        amm_destroy(m);
+    }
+}
+
+TEST(overflow_underflow_heap_24)
+{
+    run_matrix(HEAP, 24, "region_size=1M", 16);
+}
+
+TEST(overflow_underflow_heap_13)
+{
+    run_matrix(HEAP, 13, "region_size=1M", 16);
+}
+
+TEST(overflow_underflow_large)
+{
+    run_matrix(LARGE, 70001, "large_threshold=64K", 16);
+}
+
+TEST(overflow_underflow_pool)
+{
+    /* slots of 48 bytes holding 43-byte blocks: the slack is canary too */
+    run_matrix(POOL, 43, "quarantine_blocks=2", 16); /* freed slots come back */
+}
+
+TEST(wider_canary)
+{
+    run_matrix(HEAP, 24, "canary=64", 64);
+}
+
+TEST(both_sides_reported_once_each)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 100, 0);
+    ASSERT_NOT_NULL(p);
+    damage(p, 100, 3, 0);
+    damage(p, 100, 5, 1);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.kinds[AMM_ERR_OVERFLOW], 1);
+    EXPECT_EQ(f.kinds[AMM_ERR_UNDERFLOW], 1);
+    EXPECT_HEALTHY(m);
+    EXPECT_FAULTS(&f, 2);
+    amm_destroy(m);
+}
+
+TEST(overflow_found_by_realloc_and_retain)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 24, 0), *q;
+    ASSERT_NOT_NULL(p);
+    damage(p, 24, 2, 0);
+    EXPECT_EQ(amm_retain(m, p), 2u);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_OVERFLOW);
+    EXPECT_EQ(f.last.bytes, 2);
+    EXPECT_EQ(amm_release(m, p), 1u);
+    EXPECT_FAULTS(&f, 1);
+    damage(p, 24, 4, 0);
+    q = (unsigned char *)amm_realloc(m, p, 5000, 0);
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.last.kind, AMM_ERR_OVERFLOW);
+    EXPECT_EQ(f.last.bytes, 4);
+    EXPECT_STREQ(f.last.operation, "realloc");
+    EXPECT_EQ(amm_free(m, q ? q : p), 0);
+    EXPECT_HEALTHY(m);
+    EXPECT_FAULTS(&f, 2);
+    amm_destroy(m);
+}
+
+/* ---- use after free ---- */
+
+static void write_after_free(unsigned char *p, size_t off, size_t n)
+{
+    h_unpoison(p + off, n);
+    for (size_t i = 0; i < n; i++)
+        p[off + i] = 0x5A;
+}
+
+TEST(use_after_free_found_by_check)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 64, 0);
+    ASSERT_NOT_NULL(p);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_EQ(amm_check(m), 0);
+    write_after_free(p, 5, 1);
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.block, p);
+    EXPECT_EQ(f.last.offset, 5);
+    EXPECT_EQ(f.last.bytes, 1);
+    EXPECT_EQ(amm_check(m), 0);             /* refilled after the report */
+    EXPECT_FAULTS(&f, 1);
+    amm_destroy(m);
+    EXPECT_FAULTS(&f, 1);
+}
+
+TEST(use_after_free_found_leaving_quarantine)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M,quarantine_blocks=1", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 64, 0);
+    void *q = amm_alloc(m, 64, 0);
+    ASSERT_NOT_NULL(p);
+    ASSERT_NOT_NULL(q);
+    EXPECT_EQ(amm_free(m, p), 0);
+    write_after_free(p, 10, 3);
+    EXPECT_FAULTS(&f, 0);
+    EXPECT_EQ(amm_free(m, q), 0);           /* pushes p out of quarantine */
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.block, p);
+    EXPECT_EQ(f.last.offset, 10);
+    EXPECT_EQ(f.last.bytes, 3);
+    EXPECT_HEALTHY(m);
+    EXPECT_FAULTS(&f, 1);
+    amm_destroy(m);
+}
+
+TEST(use_after_free_pool_slot)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M", &f);
+    amm_pool *pool = amm_pool_create(m, 32, 4, 16);
+    unsigned char *p;
+    ASSERT_NOT_NULL(pool);
+    p = (unsigned char *)amm_alloc(m, 32, 0);
+    ASSERT_NOT_NULL(p);
+    EXPECT_EQ(amm_free(m, p), 0);
+    write_after_free(p, 31, 1);
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.origin, AMM_ORIGIN_POOL);
+    EXPECT_EQ(f.last.offset, 31);
+    EXPECT_EQ(amm_check(m), 0);
+    amm_destroy(m);
+}
+
+TEST(use_after_free_found_at_destroy)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 200, 0);
+    ASSERT_NOT_NULL(p);
+    EXPECT_EQ(amm_free(m, p), 0);
+    write_after_free(p, 150, 2);
+    amm_destroy(m);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.offset, 150);
+}
+
+/* ---- the default handler ---- */
+
+/* Skips "0x" and hex digits; returns NULL if there are none. */
+static const char *skip_hex(const char *s)
+{
+    const char *start;
+    if (strncmp(s, "0x", 2) != 0)
+        return NULL;
+    start = s += 2;
+    while ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))
+        s++;
+    return s == start ? NULL : s;
+}
+
+TEST(default_handler_line_format)
+{
+    amm_config cfg;
+    amm_manager *m;
+    unsigned char *p;
+    h_capture cap;
+    char out[1024], tail[64];
+    const char *s, *nl;
+    const char *want = "amm: heap-buffer-overflow: 3 bytes past the end of a 24-byte block at ";
+    int line;
+
+    amm_config_defaults(&cfg);              /* on_fault NULL: the default handler */
+    m = amm_create(&cfg);
+    ASSERT_NOT_NULL(m);
+    line = __LINE__ + 1;
+    p = (unsigned char *)amm_alloc(m, 24, 0);
+    ASSERT_NOT_NULL(p);
+    damage(p, 24, 3, 0);
+    ASSERT_EQ(h_capture_begin(&cap), 0);
+    EXPECT_EQ(amm_free(m, p), 0);
+    h_capture_end(&cap, out, sizeof out);
+    printf("    default handler printed: %s", out);
+
+    nl = strchr(out, '\n');
+    ASSERT_NOT_NULL(nl);
+    EXPECT_EQ(nl[1], '\0');                 /* exactly one line */
+    ASSERT_EQ(strncmp(out, want, strlen(want)), 0);
+    s = skip_hex(out + strlen(want));
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ(strncmp(s, " allocated at ", 14), 0);
+    s += 14;
+    snprintf(tail, sizeof tail, "test_guard.c:%d", line);
+    s = strstr(s, tail);
+    ASSERT_NOT_NULL(s);
+    s += strlen(tail);
+    EXPECT_TRUE(*s == '\n' || *s == ' ');   /* a trailing "(detected in free)" may follow */
+    EXPECT_EQ(amm_fault_count(m), 1);
+    EXPECT_EQ(amm_check(m), 0);
+    amm_destroy(m);
+}
+
+typedef struct tee {
+    char line[512];
+} tee;
+
+/* Formats the report itself, then lets the default handler print it. */
+static void tee_handler(const amm_report *r, void *user)
+{
+    tee *t = (tee *)user;
+    amm_report_format(r, t->line, sizeof t->line);
+    amm_default_error_handler(r, NULL);
+}
+
+TEST(default_handler_prints_report_format)
+{
+    static const int kinds_seen = 3;
+    amm_config cfg;
+    amm_manager *m;
+    tee t;
+    h_capture cap;
+    char out[2048], want[600];
+    unsigned char *p;
+    int x = 0;
+
+    amm_config_defaults(&cfg);
+    cfg.on_fault = tee_handler;
+    cfg.on_fault_user = &t;
+    m = amm_create(&cfg);
+    ASSERT_NOT_NULL(m);
+    p = (unsigned char *)amm_alloc(m, 10, 0);
+    ASSERT_NOT_NULL(p);
+    for (int k = 0; k < kinds_seen; k++) {
+        memset(&t, 0, sizeof t);
+        if (k == 0)
+            damage(p, 10, 1, 1);
+        ASSERT_EQ(h_capture_begin(&cap), 0);
+        if (k == 0)
+            EXPECT_EQ(amm_check(m), 1);         /* underflow */
+        else if (k == 1)
+            EXPECT_EQ(amm_free(m, &x), -1);     /* invalid pointer */
+        else
+            EXPECT_EQ(amm_free(m, p + 1), -1);  /* interior pointer */
+        h_capture_end(&cap, out, sizeof out);
+        snprintf(want, sizeof want, "%s\n", t.line);
+        EXPECT_STREQ(out, want);
+        EXPECT_EQ(strncmp(out, "amm: ", 5), 0);
+    }
+    EXPECT_CONTAINS(out, "interior-pointer");
+    EXPECT_EQ(amm_free(m, p), 0);
+    amm_destroy(m);
+}
+
+TEST(error_names)
+{
+    static const char *const names[] = {
+#define X(e, name, desc) name,
+        AMM_ERROR_KINDS(X)
+#undef X
+    };
+    for (int k = 0; k < AMM_ERR_COUNT; k++)
+        EXPECT_STREQ(amm_error_name((amm_error_kind)k), names[k]);
+    EXPECT_STREQ(amm_error_name(AMM_ERR_COUNT), "unknown");
+    EXPECT_STREQ(amm_error_name((amm_error_kind)-1), "unknown");
+}
+
+TEST(abort_mode_aborts_after_printing)
+{
+    FILE *err = tmpfile();
+    pid_t pid;
+    int status = 0;
+    char out[1024];
+    size_t n;
+    ASSERT_NOT_NULL(err);
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        amm_config cfg;
+        amm_manager *m;
+        unsigned char *p;
+        dup2(fileno(err), STDERR_FILENO);
+        amm_config_defaults(&cfg);
+        if (amm_config_parse(&cfg, "on_error=abort", NULL, 0) != 0)
+            _exit(3);
+        m = amm_create(&cfg);
+        if (!m)
+            _exit(4);
+        p = (unsigned char *)amm_alloc(m, 24, 0);
+        if (!p)
+            _exit(5);
+        damage(p, 24, 1, 0);
+        amm_free(m, p);
+        _exit(6);                           /* not reached when abort works */
+    }
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    if (WIFSIGNALED(status))
+        EXPECT_EQ(WTERMSIG(status), SIGABRT);
+    else
+        printf("    child exited with %d\n", WEXITSTATUS(status));
+    rewind(err);
+    n = fread(out, 1, sizeof out - 1, err);
+    out[n] = '\0';
+    fclose(err);
+    EXPECT_CONTAINS(out, "amm: heap-buffer-overflow: 1 byte");
+    EXPECT_CONTAINS(out, "24-byte block");
+}

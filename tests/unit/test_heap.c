@@ -1,0 +1,496 @@
+/*
+ * test_heap.c - the managed heap: allocation, freeing and coalescing shown as
+ * pictures, alignment from 1 byte to 64 KiB (and up to AMM_MAX_ALIGN),
+ * realloc in place and moving (content and alignment kept), large blocks,
+ * zero-size blocks, and the release half of defragmentation.  The full check
+ * (amm_check) runs after every operation.
+ *
+ * Chunk sizes in the pictures follow from the defaults (canary=16, granule
+ * 16): a chunk is 16 front canary bytes + the size + at least 16 back canary
+ * bytes, rounded up to 16.  So 16 -> 48, 24 -> 64, 100 -> 144.
+ */
+#include "../harness.h"
+
+/* No quarantine: freed chunks go straight back to the free lists. */
+#define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K"
+
+/* Allocates and checks the heap at once. */
+#define ALLOC_OK(m, var, size, align)                                             \
+    do {                                                                          \
+        (var) = amm_alloc((m), (size), (align));                                  \
+        ASSERT_NOT_NULL(var);                                                     \
+        EXPECT_HEALTHY(m);                                                        \
+    } while (0)
+
+#define FREE_OK(m, p)                                                             \
+    do {                                                                          \
+        EXPECT_EQ(amm_free((m), (p)), 0);                                         \
+        EXPECT_HEALTHY(m);                                                        \
+    } while (0)
+
+TEST(alloc_pictures)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *c;
+    ALLOC_OK(m, a, 16, 0);
+    EXPECT_HEAP(m, "[U48 F*]");
+    ALLOC_OK(m, b, 24, 0);
+    ALLOC_OK(m, c, 100, 0);
+    EXPECT_HEAP(m, "[U48 U64 U144 F*]");
+    EXPECT_LT((uintptr_t)a, (uintptr_t)b);
+    EXPECT_LT((uintptr_t)b, (uintptr_t)c);
+    FREE_OK(m, a);
+    FREE_OK(m, b);
+    FREE_OK(m, c);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(coalescing_pictures)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *c, *d;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    ALLOC_OK(m, c, 16, 0);
+    ALLOC_OK(m, d, 16, 0);
+    EXPECT_HEAP(m, "[U48 U48 U48 U48 F*]");
+    FREE_OK(m, b);                          /* a hole between two live chunks */
+    EXPECT_HEAP(m, "[U48 F48 U48 U48 F*]");
+    FREE_OK(m, a);                          /* merges with the free chunk after it */
+    EXPECT_HEAP(m, "[F96 U48 U48 F*]");
+    FREE_OK(m, d);                          /* merges with the free tail */
+    EXPECT_HEAP(m, "[F96 U48 F*]");
+    FREE_OK(m, c);                          /* merges on both sides: one span */
+    EXPECT_HEAP(m, "[F65536]");
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(quarantine_pictures)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=64K,quarantine=1M,quarantine_blocks=2", &f);
+    void *a, *b, *c, *d;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    ALLOC_OK(m, c, 16, 0);
+    ALLOC_OK(m, d, 16, 0);
+    FREE_OK(m, a);
+    EXPECT_HEAP(m, "[Q48 U48 U48 U48 F*]");
+    FREE_OK(m, c);
+    EXPECT_HEAP(m, "[Q48 U48 Q48 U48 F*]");
+    FREE_OK(m, b); /* quarantine holds 2 blocks: a, the oldest, leaves it */
+    EXPECT_HEAP(m, "[F48 Q48 Q48 U48 F*]");
+    FREE_OK(m, d); /* c leaves: its neighbours are both still quarantined */
+    EXPECT_HEAP(m, "[F48 Q48 F48 Q48 F*]");
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(hole_is_reused)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *c, *b2;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 40, 0);
+    ALLOC_OK(m, c, 16, 0);
+    FREE_OK(m, b);
+    EXPECT_HEAP(m, "[U48 F80 U48 F*]");
+    ALLOC_OK(m, b2, 40, 0);                 /* exactly the hole's size */
+    EXPECT_EQ(b2, b);
+    EXPECT_HEAP(m, "[U48 U80 U48 F*]");
+    FREE_OK(m, a);
+    FREE_OK(m, b2);
+    FREE_OK(m, c);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(zero_size_blocks_are_unique)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b;
+    ALLOC_OK(m, a, 0, 0);
+    ALLOC_OK(m, b, 0, 0);
+    EXPECT_NE(a, b);
+    EXPECT_EQ(amm_size(m, a), 0);
+    EXPECT_EQ(amm_owns(m, a), 1);
+    FREE_OK(m, a);
+    FREE_OK(m, b);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+/* Every power of two from 1 to 64 KiB, a few sizes each, all live at once. */
+TEST(alignments_1_to_64k)
+{
+    static const size_t sizes[] = {1, 7, 24, 100, 4097};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    void *live[17][NS];
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=1M", &f);
+    for (unsigned k = 0; k <= 16; k++) {
+        size_t align = (size_t)1 << k;
+        for (unsigned s = 0; s < NS; s++) {
+            void *p;
+            ALLOC_OK(m, p, sizes[s], align);
+            EXPECT_TRUE(h_is_aligned(p, align));
+            h_fill(p, sizes[s], k * 100 + s);
+            live[k][s] = p;
+        }
+    }
+    for (unsigned k = 0; k <= 16; k++)
+        for (unsigned s = 0; s < NS; s++) {
+            amm_block_info info;
+            EXPECT_EQ(h_verify(live[k][s], sizes[s], k * 100 + s), -1);
+            ASSERT_TRUE(h_block_info(m, live[k][s], &info));
+            EXPECT_GE(info.alignment, (size_t)1 << k);
+            EXPECT_EQ(info.size, sizes[s]);
+            EXPECT_EQ(info.canary_ok, 1);
+            FREE_OK(m, live[k][s]);
+        }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(alignments_above_64k)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=1M", &f);
+    for (size_t align = (size_t)1 << 17; align <= AMM_MAX_ALIGN; align <<= 1) {
+        void *p;
+        ALLOC_OK(m, p, 100, align);
+        EXPECT_TRUE(h_is_aligned(p, align));
+        h_fill(p, 100, align);
+        EXPECT_EQ(h_verify(p, 100, align), -1);
+        FREE_OK(m, p);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(bad_alignments_refused)
+{
+    static const size_t bad[] = {3, 6, 24, 100, 4095, AMM_MAX_ALIGN * 2, (size_t)1 << 40, SIZE_MAX};
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        void *p = amm_alloc(m, 32, bad[i]);
+        EXPECT_NULL(p);
+        EXPECT_EQ(f.count, i + 1);
+        EXPECT_EQ(f.last.kind, AMM_ERR_BAD_ALIGNMENT);
+        EXPECT_EQ(f.last.alignment, bad[i]);
+        EXPECT_HEALTHY(m);
+    }
+    EXPECT_EQ(amm_fault_count(m), f.count);
+    amm_destroy(m);
+}
+
+TEST(impossible_sizes_refused)
+{
+    static const size_t bad[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2 + 1};
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        void *p = amm_alloc(m, bad[i], 0);
+        EXPECT_NULL(p);
+        EXPECT_EQ(f.count, i + 1);
+        EXPECT_TRUE(f.last.kind == AMM_ERR_BAD_SIZE || f.last.kind == AMM_ERR_OUT_OF_MEMORY);
+        EXPECT_HEALTHY(m);
+    }
+    amm_destroy(m);
+}
+
+TEST(realloc_grows_in_place)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b;
+    ALLOC_OK(m, a, 16, 0);
+    h_fill(a, 16, 1);
+    b = amm_realloc(m, a, 40, 0);           /* the free tail follows: grow in place */
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(h_verify(b, 16, 1), -1);
+    EXPECT_EQ(amm_size(m, b), 40);
+    EXPECT_HEAP(m, "[U80 F*]");
+    FREE_OK(m, b);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_shrinks_in_place)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *c;
+    ALLOC_OK(m, a, 200, 0);                 /* 16 + 200 + 16 -> 240 */
+    ALLOC_OK(m, c, 16, 0);
+    EXPECT_HEAP(m, "[U240 U48 F*]");
+    h_fill(a, 200, 2);
+    b = amm_realloc(m, a, 24, 0);
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(h_verify(b, 24, 2), -1);
+    EXPECT_HEAP(m, "[U64 F176 U48 F*]");   /* the cut-off part is a free span */
+    FREE_OK(m, b);
+    FREE_OK(m, c);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_grows_into_free_neighbour)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *c, *a2;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 100, 0);
+    ALLOC_OK(m, c, 16, 0);
+    FREE_OK(m, b);
+    EXPECT_HEAP(m, "[U48 F144 U48 F*]");
+    h_fill(a, 16, 3);
+    a2 = amm_realloc(m, a, 80, 0);          /* 16 + 80 + 16 = 112 <= 48 + 144 */
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(a2, a);
+    EXPECT_EQ(h_verify(a2, 16, 3), -1);
+    EXPECT_HEAP(m, "[U112 F80 U48 F*]");
+    FREE_OK(m, a2);
+    FREE_OK(m, c);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_moves_keeping_content)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a, *b, *a2;
+    ALLOC_OK(m, a, 24, 0);
+    ALLOC_OK(m, b, 16, 0);                  /* pins a's end */
+    h_fill(a, 24, 4);
+    a2 = amm_realloc(m, a, 1000, 0);
+    EXPECT_HEALTHY(m);
+    ASSERT_NOT_NULL(a2);
+    EXPECT_NE(a2, a);
+    EXPECT_EQ(h_verify(a2, 24, 4), -1);
+    EXPECT_EQ(amm_size(m, a2), 1000);
+    EXPECT_EQ(amm_owns(m, a), 0);
+    EXPECT_HEAP(m, "[F64 U48 U1040 F*]");
+    FREE_OK(m, a2);
+    FREE_OK(m, b);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_keeps_alignment)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    for (size_t align = 1; align <= ((size_t)1 << 16); align <<= 1) {
+        void *a, *pin, *b, *c;
+        ALLOC_OK(m, a, 40, align);
+        ALLOC_OK(m, pin, 16, 0);
+        h_fill(a, 40, align);
+        b = amm_realloc(m, a, 3000, 0);     /* align 0: keep the block's alignment */
+        EXPECT_HEALTHY(m);
+        ASSERT_NOT_NULL(b);
+        EXPECT_TRUE(h_is_aligned(b, align));
+        EXPECT_EQ(h_verify(b, 40, align), -1);
+        c = amm_realloc(m, b, 20, 0);       /* shrink keeps it too */
+        EXPECT_HEALTHY(m);
+        ASSERT_NOT_NULL(c);
+        EXPECT_TRUE(h_is_aligned(c, align));
+        EXPECT_EQ(h_verify(c, 20, align), -1);
+        FREE_OK(m, c);
+        FREE_OK(m, pin);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_to_new_alignment)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    for (size_t align = 32; align <= ((size_t)1 << 16); align <<= 1) {
+        void *a, *b;
+        amm_block_info info;
+        ALLOC_OK(m, a, 40, 0);
+        h_fill(a, 40, align);
+        b = amm_realloc(m, a, 60, align);
+        EXPECT_HEALTHY(m);
+        ASSERT_NOT_NULL(b);
+        EXPECT_TRUE(h_is_aligned(b, align));
+        EXPECT_EQ(h_verify(b, 40, align), -1);
+        ASSERT_TRUE(h_block_info(m, b, &info));
+        EXPECT_GE(info.alignment, align);
+        FREE_OK(m, b);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_null_allocates_and_zero_keeps)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *a = amm_realloc(m, NULL, 32, 0), *b;
+    ASSERT_NOT_NULL(a);
+    EXPECT_EQ(amm_size(m, a), 32);
+    b = amm_realloc(m, a, 0, 0);            /* size 0 keeps a valid zero-length block */
+    ASSERT_NOT_NULL(b);
+    EXPECT_EQ(amm_owns(m, b), 1);
+    EXPECT_EQ(amm_size(m, b), 0);
+    EXPECT_HEALTHY(m);
+    FREE_OK(m, b);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+typedef struct origin_count {
+    amm_origin origin;
+    size_t n;
+} origin_count;
+
+static int origin_visit(const amm_block_info *b, void *user)
+{
+    origin_count *c = (origin_count *)user;
+    if (b->state == AMM_BLOCK_LIVE && b->origin == c->origin)
+        c->n++;
+    return 0;
+}
+
+static size_t count_origin(amm_manager *m, amm_origin origin)
+{
+    origin_count c = {origin, 0};
+    amm_walk(m, origin_visit, &c);
+    return c.n;
+}
+
+TEST(large_blocks)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("large_threshold=64K,region_size=256K,quarantine=0,quarantine_blocks=0", &f);
+    amm_block_info info;
+    amm_stats st;
+    void *a, *b, *c;
+    ALLOC_OK(m, a, 100000, 0);
+    ASSERT_TRUE(h_block_info(m, a, &info));
+    EXPECT_EQ(info.origin, AMM_ORIGIN_LARGE);
+    EXPECT_GE(info.raw_size, (size_t)100000 + 32);
+    h_fill(a, 100000, 5);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.large_count, 1);
+    EXPECT_EQ(st.live_bytes, 100000);
+
+    b = amm_realloc(m, a, 300000, 0);       /* large grows: content kept */
+    EXPECT_HEALTHY(m);
+    ASSERT_NOT_NULL(b);
+    EXPECT_EQ(h_verify(b, 100000, 5), -1);
+    h_fill(b, 300000, 6);
+
+    c = amm_realloc(m, b, 1000, 0);         /* shrinks (in place or into the heap) */
+    EXPECT_HEALTHY(m);
+    ASSERT_NOT_NULL(c);
+    EXPECT_EQ(h_verify(c, 1000, 6), -1);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.large_count, count_origin(m, AMM_ORIGIN_LARGE));
+    EXPECT_EQ(st.live_bytes, 1000);
+
+    b = amm_realloc(m, c, 70000, 0);        /* and grows again */
+    EXPECT_HEALTHY(m);
+    ASSERT_NOT_NULL(b);
+    EXPECT_EQ(h_verify(b, 1000, 6), -1);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.large_count, count_origin(m, AMM_ORIGIN_LARGE));
+    FREE_OK(m, b);
+    EXPECT_EQ(count_origin(m, AMM_ORIGIN_LARGE), 0);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(large_aligned_blocks)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("large_threshold=4096,quarantine=0,quarantine_blocks=0", &f);
+    for (size_t align = 1; align <= AMM_MAX_ALIGN; align <<= 1) {
+        void *p;
+        amm_block_info info;
+        ALLOC_OK(m, p, 5000, align);
+        EXPECT_TRUE(h_is_aligned(p, align));
+        ASSERT_TRUE(h_block_info(m, p, &info));
+        EXPECT_EQ(info.origin, AMM_ORIGIN_LARGE);
+        h_fill(p, 5000, align);
+        EXPECT_EQ(h_verify(p, 5000, align), -1);
+        FREE_OK(m, p);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(many_regions)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *p[64];
+    amm_stats st;
+    for (int i = 0; i < 64; i++) {
+        ALLOC_OK(m, p[i], 4000, 0);         /* 16 per 64 KiB region at most */
+        h_fill(p[i], 4000, (uint64_t)i);
+    }
+    amm_get_stats(m, &st);
+    EXPECT_GE(st.region_count, 4);
+    EXPECT_EQ(st.live_blocks, 64);
+    for (int i = 0; i < 64; i++) {
+        EXPECT_EQ(h_verify(p[i], 4000, (uint64_t)i), -1);
+        FREE_OK(m, p[i]);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(defragment_releases_memory)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_defrag_report rep;
+    void *keep, *p[40];
+    ALLOC_OK(m, keep, 16, 0);
+    for (int i = 0; i < 40; i++)
+        ALLOC_OK(m, p[i], 4000, 0);
+    for (int i = 0; i < 40; i++)
+        FREE_OK(m, p[i]);
+    memset(&rep, 0, sizeof rep);
+    amm_defragment(m, AMM_DEFRAG_RELEASE, &rep);
+    EXPECT_HEALTHY(m);
+    EXPECT_GE(rep.before.region_count, 2);
+    EXPECT_LT(rep.after.reserved_bytes, rep.before.reserved_bytes);
+    EXPECT_GE(rep.regions_released, 1);
+    EXPECT_GT(rep.bytes_released, 0);
+    EXPECT_EQ(rep.after.live_blocks, 1);
+    EXPECT_EQ(rep.blocks_moved, 0);         /* nothing was marked movable */
+    EXPECT_EQ(amm_owns(m, keep), 1);
+    FREE_OK(m, keep);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(destroy_with_live_blocks)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    for (int i = 0; i < 20; i++)
+        EXPECT_NOT_NULL(amm_alloc(m, (size_t)i * 37, 0));
+    EXPECT_NOT_NULL(amm_alloc(m, 1 << 19, 0));
+    EXPECT_NOT_NULL(amm_pool_create(m, 32, 8, 0));
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);                         /* LeakSanitizer checks nothing is left */
+    amm_destroy(NULL);
+    EXPECT_FAULTS(&f, 0);
+}

@@ -1,0 +1,305 @@
+/*
+ * test_random.c - random operation sequences against a shadow model.
+ *
+ * The model holds NSLOTS slots; each live slot is a block with a size, an
+ * alignment, a reference count and a pattern key derived from the slot and
+ * its generation.  Every operation (alloc, free, realloc, retain, release,
+ * copy, pool-sized alloc) is mirrored in the model and then checked: the
+ * block touched keeps its pattern, every block is aligned, no two blocks
+ * overlap, the stats equal the model, and amm_check finds nothing.
+ *
+ * The seed comes from AMM_TEST_SEED or --seed and is printed; a failure
+ * prints the op number too, so a run can be repeated exactly.
+ */
+#include "../harness.h"
+
+#define NSLOTS 64
+#define NOPS 3000
+
+typedef struct slot {
+    unsigned char *p;
+    size_t size;
+    size_t align;     /* the alignment the block must keep */
+    unsigned refs;
+    uint64_t key;
+    uint64_t gen;
+} slot;
+
+typedef struct model {
+    amm_manager *m;
+    h_faults faults;
+    h_rng rng;
+    slot s[NSLOTS];
+    size_t live_blocks, live_bytes;
+    size_t expected_faults;
+    size_t op;
+    const char *last_op;
+} model;
+
+static size_t pick_size(model *md)
+{
+    uint64_t r = h_rand(&md->rng) % 100;
+    if (r < 55)
+        return (size_t)h_rand_range(&md->rng, 0, 128);
+    if (r < 85)
+        return (size_t)h_rand_range(&md->rng, 129, 4096);
+    if (r < 98)
+        return (size_t)h_rand_range(&md->rng, 4097, 40000);
+    return (size_t)h_rand_range(&md->rng, 65536, 200000); /* large_threshold=64K */
+}
+
+static size_t pick_align(model *md)
+{
+    uint64_t r = h_rand(&md->rng) % 100;
+    if (r < 50)
+        return 0;
+    if (r < 97)
+        return (size_t)1 << h_rand_range(&md->rng, 0, 12);
+    return (size_t)1 << h_rand_range(&md->rng, 13, 16);
+}
+
+static size_t effective(size_t align) { return align ? align : AMM_DEFAULT_ALIGN; }
+
+static uint64_t new_key(model *md, size_t i)
+{
+    md->s[i].gen++;
+    return (uint64_t)i * 1000003u + md->s[i].gen;
+}
+
+static int find_slot(model *md, int live)
+{
+    size_t start = (size_t)(h_rand(&md->rng) % NSLOTS);
+    for (size_t k = 0; k < NSLOTS; k++) {
+        size_t i = (start + k) % NSLOTS;
+        if ((md->s[i].p != NULL) == live)
+            return (int)i;
+    }
+    return -1;
+}
+
+static void set_block(model *md, size_t i, void *p, size_t size, size_t align)
+{
+    slot *s = &md->s[i];
+    s->p = (unsigned char *)p;
+    s->size = size;
+    s->align = align;
+    s->refs = 1;
+    s->key = new_key(md, i);
+    h_fill(p, size, s->key);
+    md->live_blocks++;
+    md->live_bytes += size;
+}
+
+static void drop_block(model *md, size_t i)
+{
+    md->live_blocks--;
+    md->live_bytes -= md->s[i].size;
+    md->s[i].p = NULL;
+}
+
+static void op_alloc(model *md)
+{
+    int i = find_slot(md, 0);
+    size_t size, align;
+    void *p;
+    if (i < 0)
+        return;
+    size = pick_size(md);
+    align = pick_align(md);
+    md->last_op = "alloc";
+    p = amm_alloc(md->m, size, align);
+    ASSERT_NOT_NULL(p);
+    EXPECT_TRUE(h_is_aligned(p, effective(align)));
+    set_block(md, (size_t)i, p, size, effective(align));
+}
+
+static void op_free(model *md)
+{
+    int i = find_slot(md, 1);
+    slot *s;
+    if (i < 0)
+        return;
+    s = &md->s[i];
+    md->last_op = "free";
+    EXPECT_EQ(h_verify(s->p, s->size, s->key), -1);
+    if (s->refs > 1) {
+        EXPECT_EQ(amm_free(md->m, s->p), -1); /* shared: refused */
+        md->expected_faults++;
+        EXPECT_EQ(md->faults.last.kind, AMM_ERR_SHARED_FREE);
+        return;
+    }
+    EXPECT_EQ(amm_free(md->m, s->p), 0);
+    drop_block(md, (size_t)i);
+}
+
+static void op_realloc(model *md)
+{
+    int i = find_slot(md, 1);
+    slot *s;
+    size_t size, align, keep;
+    void *p;
+    if (i < 0)
+        return;
+    s = &md->s[i];
+    size = pick_size(md);
+    align = h_rand(&md->rng) % 4 ? 0 : pick_align(md);
+    md->last_op = "realloc";
+    p = amm_realloc(md->m, s->p, size, align);
+    ASSERT_NOT_NULL(p);
+    if (align)
+        s->align = effective(align);
+    EXPECT_TRUE(h_is_aligned(p, s->align));
+    keep = size < s->size ? size : s->size;
+    EXPECT_EQ(h_verify(p, keep, s->key), -1);
+    md->live_bytes = md->live_bytes - s->size + size;
+    s->p = (unsigned char *)p;
+    s->size = size;
+    s->key = new_key(md, (size_t)i);
+    h_fill(p, size, s->key);
+    {
+        amm_block_info info;
+        ASSERT_TRUE(h_block_info(md->m, p, &info));
+        EXPECT_EQ(info.refcount, s->refs); /* realloc carries the count */
+    }
+}
+
+static void op_retain(model *md)
+{
+    int i = find_slot(md, 1);
+    if (i < 0 || md->s[i].refs >= 4)
+        return;
+    md->last_op = "retain";
+    md->s[i].refs++;
+    EXPECT_EQ(amm_retain(md->m, md->s[i].p), md->s[i].refs);
+}
+
+static void op_release(model *md)
+{
+    int i = find_slot(md, 1);
+    slot *s;
+    if (i < 0)
+        return;
+    s = &md->s[i];
+    md->last_op = "release";
+    EXPECT_EQ(h_verify(s->p, s->size, s->key), -1);
+    s->refs--;
+    EXPECT_EQ(amm_release(md->m, s->p), s->refs);
+    if (s->refs == 0)
+        drop_block(md, (size_t)i);
+}
+
+static void op_copy(model *md)
+{
+    int from = find_slot(md, 1), to = find_slot(md, 0);
+    slot *s;
+    void *p;
+    if (from < 0 || to < 0)
+        return;
+    s = &md->s[from];
+    md->last_op = "copy";
+    p = amm_copy(md->m, s->p, s->size);
+    ASSERT_NOT_NULL(p);
+    EXPECT_EQ(h_verify(p, s->size, s->key), -1);
+    EXPECT_TRUE(h_is_aligned(p, AMM_DEFAULT_ALIGN));
+    set_block(md, (size_t)to, p, s->size, AMM_DEFAULT_ALIGN);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    const slot *x = *(const slot *const *)a, *y = *(const slot *const *)b;
+    return (x->p > y->p) - (x->p < y->p);
+}
+
+/* Every block: pattern intact, aligned, no overlap with the next one. */
+static void check_all(model *md)
+{
+    slot *live[NSLOTS];
+    size_t n = 0;
+    for (size_t i = 0; i < NSLOTS; i++)
+        if (md->s[i].p) {
+            EXPECT_EQ(h_verify(md->s[i].p, md->s[i].size, md->s[i].key), -1);
+            EXPECT_TRUE(h_is_aligned(md->s[i].p, md->s[i].align));
+            live[n++] = &md->s[i];
+        }
+    qsort(live, n, sizeof live[0], by_address);
+    for (size_t i = 1; i < n; i++)
+        EXPECT_LE((uintptr_t)live[i - 1]->p + live[i - 1]->size, (uintptr_t)live[i]->p);
+}
+
+static void check_stats(model *md)
+{
+    amm_stats st;
+    amm_get_stats(md->m, &st);
+    EXPECT_EQ(st.live_blocks, md->live_blocks);
+    EXPECT_EQ(st.live_bytes, md->live_bytes);
+    EXPECT_EQ(md->faults.count, md->expected_faults);
+    EXPECT_EQ(amm_check(md->m), 0);
+    EXPECT_EQ(amm_check_fast(md->m), 1);
+}
+
+static void run(const char *options, uint64_t seed, int with_pools)
+{
+    static model md; /* large: keep it off the stack */
+    memset(&md, 0, sizeof md);
+    md.m = h_new_manager(options, &md.faults);
+    md.rng = h_rng_make(seed);
+    if (with_pools) {
+        ASSERT_NOT_NULL(amm_pool_create(md.m, 32, 16, 16));
+        ASSERT_NOT_NULL(amm_pool_create(md.m, 64, 16, 64));
+        ASSERT_NOT_NULL(amm_pool_create(md.m, 256, 8, 16));
+    }
+    for (md.op = 0; md.op < NOPS; md.op++) {
+        int before = atomic_load(&h_st.failures);
+        uint64_t r = h_rand(&md.rng) % 100;
+        if (r < 35)
+            op_alloc(&md);
+        else if (r < 60)
+            op_free(&md);
+        else if (r < 75)
+            op_realloc(&md);
+        else if (r < 83)
+            op_retain(&md);
+        else if (r < 93)
+            op_release(&md);
+        else
+            op_copy(&md);
+        check_stats(&md);
+        if (md.op % 64 == 0)
+            check_all(&md);
+        if (atomic_load(&h_st.failures) != before) {
+            printf("    at op %zu (%s), seed %" PRIu64 ", options \"%s\"\n", md.op, md.last_op, seed, options);
+            h_faults_print(&md.faults);
+            break;
+        }
+    }
+    check_all(&md);
+    for (size_t i = 0; i < NSLOTS; i++)
+        while (md.s[i].p) {
+            md.s[i].refs--;
+            EXPECT_EQ(amm_release(md.m, md.s[i].p), md.s[i].refs);
+            if (md.s[i].refs == 0)
+                drop_block(&md, i);
+        }
+    check_stats(&md);
+    amm_destroy(md.m);
+}
+
+TEST(random_ops_heap)
+{
+    run("quarantine=64K,quarantine_blocks=64,large_threshold=64K,region_size=256K", h_seed(), 0);
+}
+
+TEST(random_ops_with_pools)
+{
+    run("quarantine=64K,quarantine_blocks=64,large_threshold=64K,region_size=256K", h_seed() ^ 0x5EED, 1);
+}
+
+TEST(random_ops_no_quarantine)
+{
+    run("quarantine=0,quarantine_blocks=0,large_threshold=64K,region_size=64K", h_seed() + 1, 1);
+}
+
+TEST(random_ops_wide_canary_no_fill)
+{
+    run("canary=48,fill=off,quarantine=16K,large_threshold=128K", h_seed() + 2, 1);
+}

@@ -1,0 +1,163 @@
+/*
+ * test_threads.c - one manager shared by 8 threads doing mixed operations
+ * (alloc, realloc, retain/release, copy, free, pool-sized blocks), with
+ * blocks handed between threads through a shared mailbox so that frees and
+ * releases often happen on another thread than the allocation.  Every block
+ * carries its key in its first bytes and a pattern after it; whoever takes a
+ * block checks the pattern.  At the end amm_check finds 0 problems, no fault
+ * was reported and nothing is live.
+ */
+#include "../harness.h"
+
+#include <pthread.h>
+
+#define NTHREADS 8
+#define NOPS 3000
+#define NBOX 32
+#define NLOCAL 16
+
+typedef struct shared {
+    amm_manager *m;
+    h_faults faults;
+    _Atomic(unsigned char *) box[NBOX];
+    uint64_t seed;
+} shared;
+
+typedef struct worker {
+    shared *sh;
+    int id;
+} worker;
+
+/* Block layout: [key (8 bytes)][pattern(key) ...]; size >= 8. */
+static unsigned char *make_block(amm_manager *m, h_rng *r, uint64_t key)
+{
+    size_t size = 8 + (size_t)(h_rand(r) % 4 == 0 ? h_rand_range(r, 0, 3000) : h_rand_range(r, 0, 60));
+    size_t align = h_rand(r) % 4 == 0 ? (size_t)1 << h_rand_range(r, 0, 8) : 0;
+    unsigned char *p = (unsigned char *)amm_alloc(m, size, align);
+    if (!p)
+        return NULL;
+    memcpy(p, &key, 8);
+    h_fill(p + 8, size - 8, key);
+    return p;
+}
+
+static int block_ok(amm_manager *m, const unsigned char *p)
+{
+    uint64_t key;
+    size_t size = amm_size(m, p);
+    if (size < 8)
+        return 0;
+    memcpy(&key, p, 8);
+    return h_verify(p + 8, size - 8, key) == -1;
+}
+
+static void *work(void *arg)
+{
+    worker *w = (worker *)arg;
+    shared *sh = w->sh;
+    amm_manager *m = sh->m;
+    h_rng r = h_rng_make(sh->seed + (uint64_t)w->id * 7919);
+    unsigned char *mine[NLOCAL] = {0};
+    uint64_t next_key = (uint64_t)w->id << 40;
+
+    for (int op = 0; op < NOPS; op++) {
+        size_t i = (size_t)(h_rand(&r) % NLOCAL);
+        uint64_t what = h_rand(&r) % 10;
+        if (!mine[i]) {
+            mine[i] = make_block(m, &r, next_key++);
+            EXPECT_NOT_NULL(mine[i]);
+            continue;
+        }
+        EXPECT_TRUE(block_ok(m, mine[i]));
+        if (what < 3) {                      /* free here */
+            EXPECT_EQ(amm_free(m, mine[i]), 0);
+            mine[i] = NULL;
+        } else if (what < 5) {               /* hand it over; free what was there */
+            unsigned char *old = atomic_exchange(&sh->box[h_rand(&r) % NBOX], mine[i]);
+            mine[i] = NULL;
+            if (old) {
+                EXPECT_TRUE(block_ok(m, old));
+                EXPECT_EQ(amm_free(m, old), 0);
+            }
+        } else if (what < 6) {               /* grow or shrink, keeping the pattern */
+            size_t size = amm_size(m, mine[i]);
+            size_t nsize = 8 + (size_t)h_rand_range(&r, 0, 2000);
+            unsigned char *p = (unsigned char *)amm_realloc(m, mine[i], nsize, 0);
+            EXPECT_NOT_NULL(p);
+            if (p) {
+                uint64_t key;
+                memcpy(&key, p, 8);
+                EXPECT_EQ(h_verify(p + 8, (nsize < size ? nsize : size) - 8, key), -1);
+                h_fill(p + 8, nsize - 8, key);
+                mine[i] = p;
+            }
+        } else if (what < 7) {               /* shared with another owner for a moment */
+            EXPECT_EQ(amm_retain(m, mine[i]), 2u);
+            EXPECT_EQ(amm_release(m, mine[i]), 1u);
+        } else if (what < 8) {               /* a copy, freed at once */
+            unsigned char *c = (unsigned char *)amm_copy(m, mine[i], amm_size(m, mine[i]));
+            EXPECT_NOT_NULL(c);
+            if (c) {
+                EXPECT_TRUE(block_ok(m, c));
+                EXPECT_EQ(amm_release(m, c), 0u);
+            }
+        } else if (what < 9) {               /* take one from the mailbox */
+            unsigned char *got = atomic_exchange(&sh->box[h_rand(&r) % NBOX], NULL);
+            if (got) {
+                EXPECT_TRUE(block_ok(m, got));
+                EXPECT_EQ(amm_free(m, got), 0);
+            }
+        } else if (op % 500 == 0) {
+            EXPECT_EQ(amm_check_fast(m), 1);
+        }
+    }
+    for (size_t i = 0; i < NLOCAL; i++)
+        if (mine[i])
+            EXPECT_EQ(amm_free(m, mine[i]), 0);
+    return NULL;
+}
+
+static void run(const char *options)
+{
+    static shared sh;
+    pthread_t th[NTHREADS];
+    worker w[NTHREADS];
+    amm_stats st;
+    memset(&sh, 0, sizeof sh);
+    sh.m = h_new_manager(options, &sh.faults);
+    sh.seed = h_seed();
+    ASSERT_NOT_NULL(amm_pool_create(sh.m, 32, 64, 16));
+    ASSERT_NOT_NULL(amm_pool_create(sh.m, 64, 64, 16));
+    for (int t = 0; t < NTHREADS; t++) {
+        w[t].sh = &sh;
+        w[t].id = t;
+        ASSERT_EQ(pthread_create(&th[t], NULL, work, &w[t]), 0);
+    }
+    for (int t = 0; t < NTHREADS; t++)
+        EXPECT_EQ(pthread_join(th[t], NULL), 0);
+    for (int b = 0; b < NBOX; b++) {
+        unsigned char *p = atomic_exchange(&sh.box[b], NULL);
+        if (p) {
+            EXPECT_TRUE(block_ok(sh.m, p));
+            EXPECT_EQ(amm_free(sh.m, p), 0);
+        }
+    }
+    EXPECT_EQ(amm_check(sh.m), 0);
+    EXPECT_EQ(amm_check_fast(sh.m), 1);
+    EXPECT_FAULTS(&sh.faults, 0);
+    amm_get_stats(sh.m, &st);
+    EXPECT_EQ(st.live_blocks, 0);
+    EXPECT_EQ(st.live_bytes, 0);
+    EXPECT_EQ(st.pool_slots_used, 0);
+    amm_destroy(sh.m);
+}
+
+TEST(eight_threads_shared_manager)
+{
+    run("quarantine=256K");
+}
+
+TEST(eight_threads_no_quarantine)
+{
+    run("quarantine=0,quarantine_blocks=0,region_size=64K");
+}
