@@ -281,7 +281,9 @@ static void tw_from_block(struct amm__tracer *t, amm_trace_record *rec, const am
 
 static void tw_live(struct amm__tracer *t, const amm__block *b) {
     if (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED) return;
-    amm_trace_record rec = {.op = AMM_TOP_LIVE}, args = {.aux_a = b->refcount, .aux_b = b->state};
+    /* a quarantined block has no references left (the walker shows 0 too) */
+    uint32_t refs = b->state == AMM_BLOCK_LIVE ? b->refcount : 0;
+    amm_trace_record rec = {.op = AMM_TOP_LIVE}, args = {.aux_a = refs, .aux_b = b->state};
     tw_from_block(t, &rec, b);
     tw_emit(t, &rec, &args);
 }
