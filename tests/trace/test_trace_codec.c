@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "trace_build.h"
+#include "trace_codec.h" /* amm__crc32 */
 
 /* ------------------------------------------------------------------------ */
 /* A model of what a stream holds                                           */
@@ -262,6 +263,17 @@ TEST(record_layout_is_little_endian) {
     uint8_t got[32];
     amm_trace_record_encode(&a, got);
     for (int i = 0; i < 32; i++) EXPECT_EQ(got[i], want[i]);
+}
+
+/* The check value of CRC-32/ISO-HDLC, for the library's table CRC and the tests' bitwise one. */
+TEST(crc32_check_value) {
+    EXPECT_EQ(amm__crc32(0, "123456789", 9), 0xCBF43926u);
+    EXPECT_EQ(tb_crc(0, (const uint8_t *)"123456789", 9), 0xCBF43926u);
+    h_rng rng = h_rng_make(h_seed());
+    uint8_t buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)h_rand(&rng);
+    for (size_t cut = 0; cut <= sizeof buf; cut += 37) /* fed in two pieces, any split */
+        EXPECT_EQ(amm__crc32(amm__crc32(0, buf, cut), buf + cut, sizeof buf - cut), tb_crc(0, buf, sizeof buf));
 }
 
 TEST(op_names) {
@@ -591,4 +603,29 @@ TEST(follow_growing_file) {
     unlink(path);
     ex_free(&l);
     free(b.p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The specification and the header agree                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Every "| N | name ..." row of the op table in docs/trace-format.md names op N. */
+TEST(doc_op_table_matches_the_header) {
+    FILE *f = fopen(AMM_TRACE_DOC, "r");
+    ASSERT_NOT_NULL(f);
+    char line[1024];
+    int in_table = 0;
+    unsigned rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "### Op table", 12) == 0) in_table = 1;
+        else if (strncmp(line, "## ", 3) == 0) in_table = 0;
+        unsigned op;
+        char name[64];
+        if (!in_table || sscanf(line, "| %u | %63[a-z-]", &op, name) != 2) continue;
+        EXPECT_EQ(op, rows);
+        EXPECT_STREQ(name, amm_trace_op_name(op));
+        rows++;
+    }
+    fclose(f);
+    EXPECT_EQ(rows, (unsigned)AMM_TOP_COUNT);
 }
