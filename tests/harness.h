@@ -295,26 +295,36 @@ static inline uint64_t h_rand_range(h_rng *r, uint64_t lo, uint64_t hi)
 /* Memory patterns                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* The byte a block keyed `key` holds at offset i. */
+/* The byte a block keyed `key` holds at offset i: a byte of the key's hash,
+ * mixed with the 8-byte word index, so shifted or swapped content shows. */
+static inline uint64_t h_pattern_hash(uint64_t key) { return (key + 1) * 0x9E3779B97F4A7C15ull; }
+
+static inline unsigned char h_pattern_at(uint64_t hash, size_t i)
+{
+    return (unsigned char)((hash >> ((i & 7) * 8)) ^ (i >> 3) ^ (i >> 11));
+}
+
 static inline unsigned char h_pattern_byte(uint64_t key, size_t i)
 {
-    uint64_t x = (key + 1) * 0x9E3779B97F4A7C15ull + i * 0x2545F4914F6CDD1Dull;
-    return (unsigned char)(x >> 56);
+    return h_pattern_at(h_pattern_hash(key), i);
 }
 
 static inline void h_fill(void *p, size_t n, uint64_t key)
 {
     unsigned char *b = (unsigned char *)p;
+    uint64_t hash = h_pattern_hash(key);
+    /* the expression of h_pattern_at, written out: unoptimised builds stay quick */
     for (size_t i = 0; i < n; i++)
-        b[i] = h_pattern_byte(key, i);
+        b[i] = (unsigned char)((hash >> ((i & 7) * 8)) ^ (i >> 3) ^ (i >> 11));
 }
 
 /* Returns the first offset that does not hold the pattern, or -1. */
 static inline long long h_verify(const void *p, size_t n, uint64_t key)
 {
     const unsigned char *b = (const unsigned char *)p;
+    uint64_t hash = h_pattern_hash(key);
     for (size_t i = 0; i < n; i++)
-        if (b[i] != h_pattern_byte(key, i))
+        if (b[i] != (unsigned char)((hash >> ((i & 7) * 8)) ^ (i >> 3) ^ (i >> 11)))
             return (long long)i;
     return -1;
 }
