@@ -2,7 +2,7 @@
  * bench.c - amm-bench: amm against glibc malloc, mimalloc and jemalloc, all
  * measured in the same run, printed as tables of times and ratios to glibc.
  *
- *   amm-bench [--quick] [--json] [--seed N] [--repeats N] [--only LIST]
+ *   amm-bench [--quick] [--json] [--seed N] [--repeats N] [--only LIST] [--alloc LIST]
  *
  * --quick    tiny iteration counts: the smoke test CTest runs (label bench).
  *            It still checks every block's contents, amm_check and amm's
@@ -12,6 +12,8 @@
  *            printed in the header.
  * --repeats  timed repetitions per cell, median reported (default 5).
  * --only     comma-separated subset of: pairs,pool,mixed,threads,frag.
+ * --alloc    comma-separated subset of the columns: glibc,mimalloc,jemalloc,
+ *            amm-checked,amm-fast (for profiling one allocator; ratios need glibc).
  *
  * jemalloc needs static TLS space to be dlopen()ed (see allocators.c): if
  * GLIBC_TUNABLES does not already reserve it, amm-bench re-executes itself
@@ -40,7 +42,8 @@ enum { WORKLOAD_COUNT = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *out)
 {
-    fputs("usage: amm-bench [--quick] [--json] [--seed N] [--repeats N] [--only pairs,pool,mixed,threads,frag]\n",
+    fputs("usage: amm-bench [--quick] [--json] [--seed N] [--repeats N] [--only pairs,pool,mixed,threads,frag]\n"
+          "                 [--alloc glibc,mimalloc,jemalloc,amm-checked,amm-fast]\n",
           out);
 }
 
@@ -73,7 +76,8 @@ static int parse_u64(const char *text, uint64_t *out)
 typedef struct args {
     bench_opts opts;
     int json;
-    const char *only;
+    const char *only;  /* workloads to run (NULL: all) */
+    const char *alloc; /* columns to measure (NULL: all) */
     const char *seed_from;
     const char *child_workload; /* --child WORKLOAD ALLOC */
     const char *child_alloc;
@@ -103,6 +107,9 @@ static int parse_args(int argc, char **argv, args *a)
             i++;
         } else if (strcmp(arg, "--only") == 0 && next != NULL) {
             a->only = next;
+            i++;
+        } else if (strcmp(arg, "--alloc") == 0 && next != NULL) {
+            a->alloc = next;
             i++;
         } else if (strcmp(arg, "--child") == 0 && i + 2 < argc) {
             a->child_workload = argv[++i];
@@ -136,18 +143,31 @@ static int selected(const char *list, const char *name)
     return 0;
 }
 
-static int check_only(const char *list)
+static int is_workload(const char *name, size_t len)
+{
+    for (int w = 0; w < WORKLOAD_COUNT; w++)
+        if (strlen(workloads[w].name) == len && strncmp(name, workloads[w].name, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_allocator(const char *name, size_t len)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.*s", (int)(len < sizeof buf ? len : sizeof buf - 1), name);
+    return len < sizeof buf && bench_kind_from_name(buf) >= 0;
+}
+
+/* Every item of a comma-separated list must be known; else says which. */
+static int check_list(const char *list, const char *option, int (*known)(const char *, size_t))
 {
     if (list == NULL)
         return 0;
     for (const char *p = list; *p != '\0';) {
         const char *comma = strchr(p, ',');
         size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
-        int known = 0;
-        for (int w = 0; w < WORKLOAD_COUNT; w++)
-            known |= strlen(workloads[w].name) == n && strncmp(p, workloads[w].name, n) == 0;
-        if (!known) {
-            fprintf(stderr, "amm-bench: unknown workload '%.*s' in --only\n", (int)n, p);
+        if (!known(p, n)) {
+            fprintf(stderr, "amm-bench: unknown name '%.*s' in %s\n", (int)n, p, option);
             return -1;
         }
         p += n + (comma != NULL);
@@ -239,7 +259,8 @@ static void print_machine(bench_alloc all[BENCH_KIND_COUNT], const args *a)
         fclose(f);
     snprintf(buf, sizeof buf, "%s; %s", __VERSION__, build_kind());
     bench_report_meta("compiler", buf);
-    snprintf(buf, sizeof buf, "glibc %s (malloc resolves to %s)", v->glibc, v->malloc_provider);
+    snprintf(buf, sizeof buf, "glibc %s (malloc resolves to %s%s)", v->glibc, v->malloc_provider,
+             strstr(v->malloc_provider, "libc.so") != NULL ? "" : ": not glibc's allocator, the column is mislabelled");
     bench_report_meta("glibc", buf);
     snprintf(buf, sizeof buf, "%s", all[BENCH_MIMALLOC].available ? v->mimalloc : all[BENCH_MIMALLOC].why_missing);
     bench_report_meta("mimalloc", buf);
@@ -256,7 +277,8 @@ static void print_machine(bench_alloc all[BENCH_KIND_COUNT], const args *a)
 int main(int argc, char **argv)
 {
     args a;
-    if (parse_args(argc, argv, &a) != 0 || check_only(a.only) != 0)
+    if (parse_args(argc, argv, &a) != 0 || check_list(a.only, "--only", is_workload) != 0 ||
+        check_list(a.alloc, "--alloc", is_allocator) != 0)
         return 2;
     ensure_static_tls(argv);
     if (a.child_workload != NULL)
@@ -265,6 +287,12 @@ int main(int argc, char **argv)
     bench_alloc all[BENCH_KIND_COUNT];
     bench_report_set_json(a.json);
     bench_allocs_init(all);
+    for (int k = 0; k < BENCH_KIND_COUNT; k++) {
+        if (all[k].available && !selected(a.alloc, all[k].name)) {
+            all[k].available = 0;
+            snprintf(all[k].why_missing, sizeof all[k].why_missing, "not selected (--alloc)");
+        }
+    }
     print_machine(all, &a);
     for (int k = 0; k < BENCH_KIND_COUNT; k++)
         if (!all[k].available)

@@ -125,6 +125,8 @@ static void frag_give_back(frag_state *st, bench_kv *out)
     bench_kv_put(out, "frag_before", rep.before.external_frag);
     bench_kv_put(out, "frag_after", rep.after.external_frag);
     bench_kv_put(out, "moved", (double)rep.bytes_moved);
+    bench_kv_put(out, "blocks_moved", (double)rep.blocks_moved);
+    bench_kv_put(out, "regions_released", (double)rep.regions_released);
     if (st->bad_moves != 0 || st->moves != rep.blocks_moved)
         bench_fail("%s: frag: %zu move callbacks (%zu unknown pointers) but the report says %zu blocks moved",
                    st->a->name, st->moves, st->bad_moves, rep.blocks_moved);
