@@ -300,6 +300,7 @@ int main(int argc, char **argv)
     for (int w = 0; w < WORKLOAD_COUNT; w++)
         if (selected(a.only, workloads[w].name))
             workloads[w].run(all, &a.opts);
+    bench_targets_emit();
     bench_report_finish(stdout);
     if (bench_failures() != 0) {
         fprintf(stderr, "amm-bench: %d failure(s) (seed %llu)\n", bench_failures(), (unsigned long long)a.opts.seed);

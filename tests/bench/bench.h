@@ -21,6 +21,7 @@
  *   wl_mixed.c     mixed workload: realloc growth, seeded random lifetimes
  *   wl_threads.c   one thread allocating, one freeing, through an SPSC ring
  *   wl_frag.c      fragmentation then compaction / trim
+ *   targets.c      issue 3's targets, checked against the figures of the run
  */
 #ifndef AMM_BENCH_H
 #define AMM_BENCH_H
@@ -184,7 +185,7 @@ typedef struct bench_cell {
     double value;
     double ratio;  /* CELL_RATIO: value / baseline */
     int decimals;
-    char text[48];
+    char text[80];
 } bench_cell;
 
 typedef struct bench_table {
@@ -211,6 +212,33 @@ int bench_report_json(void);
 void bench_report_meta(const char *key, const char *value);
 /* Writes the JSON document (JSON mode only). */
 void bench_report_finish(FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Targets (issue 3), checked against this run: targets.c                   */
+/* ------------------------------------------------------------------------ */
+
+/* X(id, limit, description) - met when the worst figure seen is <= limit. */
+#define BENCH_TARGETS(X)                                                                           \
+    X(POOL_FAST, 1.0, "amm-fast pool pair / mimalloc malloc+free pair, same size")                \
+    X(POOL_CHECKED, 1.0, "amm-checked pool pair / mimalloc malloc+free pair, same size")          \
+    X(FAST_PAIRS, 1.0, "amm-fast alloc+free pair / glibc's")                                      \
+    X(CHECKED_PAIRS, 2.0, "amm-checked alloc+free pair / glibc's")                                \
+    X(RSS_FAST, 1.3, "amm-fast peak RSS / peak live, mixed workload")                             \
+    X(RSS_CHECKED, 1.3, "amm-checked peak RSS / peak live, mixed workload")                       \
+    X(FRAG_FAST, 0.05, "amm-fast external fragmentation after compaction")                        \
+    X(FRAG_CHECKED, 0.05, "amm-checked external fragmentation after compaction")
+
+typedef enum bench_target {
+#define BENCH__X(id, limit, what) BENCH_TARGET_##id,
+    BENCH_TARGETS(BENCH__X)
+#undef BENCH__X
+    BENCH_TARGET_COUNT
+} bench_target;
+
+/* Records a figure for target t (the worst is kept, with where). */
+void bench_target_observe(bench_target t, double value, const char *where);
+/* Emits the targets table (targets with no figure are left out). */
+void bench_targets_emit(void);
 
 /* ------------------------------------------------------------------------ */
 /* Workloads                                                                */

@@ -234,8 +234,12 @@ void wl_frag(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
         bench_table_text(&t, row, col[0], "%s", all[k].name);
         if (!all[k].available)
             bench_table_text(&t, row, col[1], "n/a");
-        else if (bench_run_child("frag", all[k].name, o->seed, o->quick, &kv) == 0)
+        else if (bench_run_child("frag", all[k].name, o->seed, o->quick, &kv) == 0) {
             frag_row(&t, col, &kv);
+            if (k == BENCH_AMM_FAST || k == BENCH_AMM_CHECKED)
+                bench_target_observe(k == BENCH_AMM_FAST ? BENCH_TARGET_FRAG_FAST : BENCH_TARGET_FRAG_CHECKED,
+                                     bench_kv_get(&kv, "frag_after", -1), "frag");
+        }
     }
     bench_table_emit(&t);
 }

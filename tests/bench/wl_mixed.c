@@ -220,6 +220,9 @@ void wl_mixed(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
         bench_table_num(&t, row, c_live, med_live / 1048576.0, 2);
         bench_table_num(&t, row, c_rss, med_rss / 1048576.0, 2);
         bench_table_num(&t, row, c_ratio, med_live > 0 ? med_rss / med_live : -1, 2);
+        if (k == BENCH_AMM_FAST || k == BENCH_AMM_CHECKED)
+            bench_target_observe(k == BENCH_AMM_FAST ? BENCH_TARGET_RSS_FAST : BENCH_TARGET_RSS_CHECKED,
+                                 med_live > 0 ? med_rss / med_live : -1, "mixed");
     }
     bench_table_emit(&t);
 }

@@ -111,6 +111,25 @@ static int use_pool(bench_alloc *timed, void *arg)
     return 0;
 }
 
+/* value / base when both were measured, else -1. */
+static double ratio_of(double value, double base)
+{
+    return value >= 0 && base > 0 ? value / base : -1;
+}
+
+static void observe_targets(int pools, const pairs_arg *arg, const double ns[BENCH_KIND_COUNT])
+{
+    char where[48];
+    snprintf(where, sizeof where, "%s %zu B batch %zu", pools ? "pool" : "pairs", arg->size, arg->batch);
+    if (pools) {
+        bench_target_observe(BENCH_TARGET_POOL_FAST, ratio_of(ns[BENCH_AMM_FAST], ns[BENCH_MIMALLOC]), where);
+        bench_target_observe(BENCH_TARGET_POOL_CHECKED, ratio_of(ns[BENCH_AMM_CHECKED], ns[BENCH_MIMALLOC]), where);
+    } else {
+        bench_target_observe(BENCH_TARGET_FAST_PAIRS, ratio_of(ns[BENCH_AMM_FAST], ns[BENCH_GLIBC]), where);
+        bench_target_observe(BENCH_TARGET_CHECKED_PAIRS, ratio_of(ns[BENCH_AMM_CHECKED], ns[BENCH_GLIBC]), where);
+    }
+}
+
 /* Fills one table: rows size x batch, a column per allocator. */
 static void pairs_table(bench_table *t, bench_alloc all[BENCH_KIND_COUNT], const size_t *sizes, size_t nsizes,
                         int pools, const bench_opts *o)
@@ -137,6 +156,7 @@ static void pairs_table(bench_table *t, bench_alloc all[BENCH_KIND_COUNT], const
                 else
                     bench_table_ratio(t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
             }
+            observe_targets(pools, &arg, ns);
         }
     }
 }
