@@ -573,35 +573,43 @@ static inline int h_block_info(amm_manager *m, const void *ptr, amm_block_info *
 }
 
 /* ------------------------------------------------------------------------ */
-/* Capturing stderr (to check the default handler's line)                   */
+/* Capturing stderr or stdout (to check printed lines)                      */
 /* ------------------------------------------------------------------------ */
 
 typedef struct h_capture {
     FILE *tmp;
     int saved;
+    int fd;
 } h_capture;
 
-/* Sends stderr to a temporary file until h_capture_end.  Returns 0 or -1. */
-static inline int h_capture_begin(h_capture *c)
+/* Sends file descriptor fd (e.g. STDOUT_FILENO) to a temporary file until
+ * h_capture_end.  Returns 0 or -1. */
+static inline int h_capture_begin_fd(h_capture *c, int fd)
 {
+    fflush(stdout);
     fflush(stderr);
+    c->fd = fd;
     c->tmp = tmpfile();
     if (!c->tmp)
         return -1;
-    c->saved = dup(STDERR_FILENO);
-    if (c->saved < 0 || dup2(fileno(c->tmp), STDERR_FILENO) < 0) {
+    c->saved = dup(fd);
+    if (c->saved < 0 || dup2(fileno(c->tmp), fd) < 0) {
         fclose(c->tmp);
         return -1;
     }
     return 0;
 }
 
-/* Restores stderr and copies what was written (NUL-terminated) into buf. */
+/* Sends stderr to a temporary file until h_capture_end.  Returns 0 or -1. */
+static inline int h_capture_begin(h_capture *c) { return h_capture_begin_fd(c, STDERR_FILENO); }
+
+/* Restores the descriptor and copies what was written (NUL-terminated) into buf. */
 static inline size_t h_capture_end(h_capture *c, char *buf, size_t len)
 {
     size_t n;
+    fflush(stdout);
     fflush(stderr);
-    dup2(c->saved, STDERR_FILENO);
+    dup2(c->saved, c->fd);
     close(c->saved);
     rewind(c->tmp);
     n = len ? fread(buf, 1, len - 1, c->tmp) : 0;

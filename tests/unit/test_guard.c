@@ -440,3 +440,25 @@ TEST(abort_mode_aborts_after_printing)
     EXPECT_CONTAINS(out, "amm: heap-buffer-overflow: 1 byte");
     EXPECT_CONTAINS(out, "24-byte block");
 }
+
+TEST(check_every_finds_damage_by_itself)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("check_every=4", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 24, 0);
+    void *q[8];
+    ASSERT_NOT_NULL(p);
+    damage(p, 24, 1, 0);
+    for (int i = 0; i < 8; i++)             /* no amm_check, no free of p */
+        q[i] = amm_alloc(m, 8, 0);
+    EXPECT_GE(f.count, 1);
+    EXPECT_EQ(f.list[0].kind, AMM_ERR_OVERFLOW);
+    EXPECT_EQ(f.list[0].block, p);
+    EXPECT_EQ(f.kinds[AMM_ERR_OVERFLOW], 1); /* repaired after the first report */
+    for (int i = 0; i < 8; i++)
+        EXPECT_EQ(amm_free(m, q[i]), 0);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}

@@ -494,3 +494,88 @@ TEST(destroy_with_live_blocks)
     amm_destroy(NULL);
     EXPECT_FAULTS(&f, 0);
 }
+
+TEST(fill_patterns)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("fill=on,quarantine=1M", &f);
+    unsigned char *p, *z;
+    size_t bad = 0;
+    ALLOC_OK(m, p, 100, 0);
+    for (size_t i = 0; i < 100; i++)
+        bad += p[i] != AMM_FILL_NEW;
+    EXPECT_EQ(bad, 0);
+    z = (unsigned char *)amm_alloc_flags(m, 100, 0, AMM_ALLOC_ZERO);
+    ASSERT_NOT_NULL(z);
+    for (size_t i = 0; i < 100; i++)
+        bad += z[i] != 0;
+    EXPECT_EQ(bad, 0);
+    FREE_OK(m, p);
+    h_unpoison(p, 100);                     /* quarantined: look, do not touch */
+    for (size_t i = 0; i < 100; i++)
+        bad += p[i] != AMM_FILL_FREED;
+    EXPECT_EQ(bad, 0);
+    FREE_OK(m, z);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+typedef struct moves {
+    size_t n;
+    void *old_ptr[8], *new_ptr[8];
+    size_t size[8];
+} moves;
+
+static void on_move(void *old_ptr, void *new_ptr, size_t size, void *user)
+{
+    moves *mv = (moves *)user;
+    if (mv->n < 8) {
+        mv->old_ptr[mv->n] = old_ptr;
+        mv->new_ptr[mv->n] = new_ptr;
+        mv->size[mv->n] = size;
+    }
+    mv->n++;
+}
+
+TEST(compaction_moves_only_movable_blocks)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_defrag_report rep;
+    moves mv;
+    void *a, *b, *c, *d, *e;
+    memset(&mv, 0, sizeof mv);
+    amm_set_move_callback(m, on_move, &mv);
+    a = amm_alloc_flags(m, 100, 0, AMM_ALLOC_MOVABLE);
+    b = amm_alloc(m, 16, 0);                /* pinned */
+    c = amm_alloc_flags(m, 100, 0, AMM_ALLOC_MOVABLE);
+    d = amm_alloc_flags(m, 100, 0, AMM_ALLOC_MOVABLE);
+    e = amm_alloc(m, 16, 0);                /* pinned */
+    ASSERT_TRUE(a && b && c && d && e);
+    h_fill(b, 16, 2);
+    h_fill(d, 100, 4);
+    h_fill(e, 16, 5);
+    FREE_OK(m, a);
+    FREE_OK(m, c);
+    EXPECT_HEAP(m, "[F144 U48 F144 U144 U48 F*]");
+    amm_defragment(m, AMM_DEFRAG_COMPACT, &rep);
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(rep.blocks_moved, 1);         /* d, the only live movable block */
+    EXPECT_EQ(rep.bytes_moved, 100);
+    ASSERT_EQ(mv.n, 1);
+    EXPECT_EQ(mv.old_ptr[0], d);
+    EXPECT_EQ(mv.size[0], 100);
+    EXPECT_LT((uintptr_t)mv.new_ptr[0], (uintptr_t)d); /* slid toward the start */
+    EXPECT_EQ(h_verify(mv.new_ptr[0], 100, 4), -1);
+    EXPECT_EQ(amm_owns(m, mv.new_ptr[0]), 1);
+    EXPECT_EQ(amm_owns(m, b), 1);           /* pinned blocks stay, intact */
+    EXPECT_EQ(amm_owns(m, e), 1);
+    EXPECT_EQ(h_verify(b, 16, 2), -1);
+    EXPECT_EQ(h_verify(e, 16, 5), -1);
+    EXPECT_LE(rep.after.external_frag, rep.before.external_frag);
+    FREE_OK(m, b);
+    FREE_OK(m, e);
+    FREE_OK(m, mv.new_ptr[0]);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
