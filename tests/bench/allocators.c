@@ -237,23 +237,23 @@ static void *amm_bench_resize(void *ctx, void *p, size_t n)
 
 static void set_vtable(bench_alloc *a, bench_kind kind)
 {
+    static const struct {
+        void *(*alloc)(void *, size_t);
+        void (*release)(void *, void *);
+        void *(*resize)(void *, void *, size_t);
+    } vtables[BENCH_KIND_COUNT] = {
+        [BENCH_GLIBC] = {glibc_alloc, glibc_release, glibc_resize},
+        [BENCH_MIMALLOC] = {mi_alloc, mi_release, mi_resize},
+        [BENCH_JEMALLOC] = {je_alloc, je_release, je_resize},
+        [BENCH_AMM_CHECKED] = {amm_bench_alloc, amm_bench_release, amm_bench_resize},
+        [BENCH_AMM_FAST] = {amm_bench_alloc, amm_bench_release, amm_bench_resize},
+    };
     a->kind = kind;
     a->name = kind_names[kind];
     a->ctx = NULL;
-    switch (kind) {
-    case BENCH_GLIBC:
-        a->alloc = glibc_alloc, a->release = glibc_release, a->resize = glibc_resize;
-        break;
-    case BENCH_MIMALLOC:
-        a->alloc = mi_alloc, a->release = mi_release, a->resize = mi_resize;
-        break;
-    case BENCH_JEMALLOC:
-        a->alloc = je_alloc, a->release = je_release, a->resize = je_resize;
-        break;
-    default:
-        a->alloc = amm_bench_alloc, a->release = amm_bench_release, a->resize = amm_bench_resize;
-        break;
-    }
+    a->alloc = vtables[kind].alloc;
+    a->release = vtables[kind].release;
+    a->resize = vtables[kind].resize;
 }
 
 void bench_allocs_init(bench_alloc all[BENCH_KIND_COUNT])

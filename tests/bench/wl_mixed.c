@@ -121,6 +121,7 @@ static void amm_figures(bench_alloc *a, bench_kv *out)
     bench_kv_put(out, "amm_peak_live", (double)s.peak_live_bytes);
     bench_kv_put(out, "amm_resident_end", (double)s.resident_bytes);
     bench_kv_put(out, "amm_reserved_end", (double)s.reserved_bytes);
+    bench_kv_put(out, "amm_live_end", (double)s.live_bytes);
 }
 
 int wl_mixed_child(bench_alloc *a, uint64_t seed, int quick, bench_kv *out)
@@ -166,6 +167,7 @@ int wl_mixed_child(bench_alloc *a, uint64_t seed, int quick, bench_kv *out)
 typedef struct mixed_runs {
     int n;
     double ms[16], mops[16], live[16], rss[16];
+    double own[16]; /* amm only: amm_get_stats resident / live at the end */
 } mixed_runs;
 
 static void mixed_collect(bench_alloc *a, const bench_opts *o, mixed_runs *runs)
@@ -178,6 +180,8 @@ static void mixed_collect(bench_alloc *a, const bench_opts *o, mixed_runs *runs)
     runs->mops[runs->n] = bench_kv_get(&kv, "ops", 0) / (ns / 1e9) / 1e6;
     runs->live[runs->n] = bench_kv_get(&kv, "peak_live", -1);
     runs->rss[runs->n] = bench_kv_get(&kv, "peak_rss", -1);
+    double live_end = bench_kv_get(&kv, "amm_live_end", -1);
+    runs->own[runs->n] = live_end > 0 ? bench_kv_get(&kv, "amm_resident_end", -1) / live_end : -1;
     runs->n++;
 }
 
@@ -191,14 +195,15 @@ void wl_mixed(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
              "mixed workload: random sizes, realloc growth, random lifetimes (seed %llu; ratio to glibc)",
              (unsigned long long)o->seed);
     bench_table_init(&t, title,
-                     "one fresh process per run, allocators interleaved; peak RSS = VmHWM - RSS at start; "
-                     "medians of the repeats.");
+                     "one fresh process per run, allocators interleaved; peak RSS = VmHWM - RSS at start "
+                     "(includes amm's out-of-band records); medians of the repeats.");
     int c_name = bench_table_col(&t, "allocator");
     int c_ms = bench_table_col(&t, "time ms");
     int c_mops = bench_table_col(&t, "Mops/s");
     int c_live = bench_table_col(&t, "peak live MiB");
     int c_rss = bench_table_col(&t, "peak RSS MiB");
     int c_ratio = bench_table_col(&t, "RSS/live");
+    int c_own = bench_table_col(&t, "amm stats resident/live (end)");
     memset(runs, 0, sizeof runs);
     for (int r = 0; r < o->repeats && r < 16; r++)
         for (int k = 0; k < BENCH_KIND_COUNT; k++)
@@ -220,6 +225,7 @@ void wl_mixed(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
         bench_table_num(&t, row, c_live, med_live / 1048576.0, 2);
         bench_table_num(&t, row, c_rss, med_rss / 1048576.0, 2);
         bench_table_num(&t, row, c_ratio, med_live > 0 ? med_rss / med_live : -1, 2);
+        bench_table_num(&t, row, c_own, bench_median(runs[k].own, (size_t)n), 2);
         if (k == BENCH_AMM_FAST || k == BENCH_AMM_CHECKED)
             bench_target_observe(k == BENCH_AMM_FAST ? BENCH_TARGET_RSS_FAST : BENCH_TARGET_RSS_CHECKED,
                                  med_live > 0 ? med_rss / med_live : -1, "mixed");
