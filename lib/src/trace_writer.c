@@ -36,9 +36,9 @@
  *
  * Snapshots (SNAPSHOT_BEGIN, REGION_MAP per range, POOL_CREATE per pool,
  * LIVE per live or quarantined block, SNAPSHOT_END) are written at start and
- * then from amm__trace_sample when at least 4x the last snapshot's size has
- * been written since, and either 65536 records or one second have passed:
- * the snapshots then cost at most a quarter of the stream.
+ * then from amm__trace_sample when at least 8x the last snapshot's size has
+ * been written since, and either 262144 records or one second have passed:
+ * the snapshots then cost at most a ninth of the stream.
  */
 #define _GNU_SOURCE
 
@@ -60,11 +60,18 @@
 #include "internal.h"
 #include "trace_codec.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define TW_HAVE_TSC 1
+#else
+#define TW_HAVE_TSC 0
+#endif
+
 #define TW_CHUNKS 32u                               /* ring: 32 x 32,800 bytes */
 #define TW_SITES 4096u                              /* interned sites (power of two) */
 #define TW_FLUSH_NS 50000000ull                     /* seal and write at least this often */
 #define TW_PATIENCE_NS 500000000ull                 /* stop gives up on a stuck reader after this */
-#define TW_SNAPSHOT_RECORDS 65536u                  /* periodic snapshot: at least this many records ... */
+#define TW_SNAPSHOT_RECORDS 262144u                 /* periodic snapshot: at least this many records ... */
 #define TW_SNAPSHOT_NS 1000000000ull                /* ... or this much time since the last one */
 #define TW_MAX_STRINGS ((255 + AMM__STRING_BYTES - 1) / AMM__STRING_BYTES)
 
@@ -81,6 +88,7 @@ struct amm__tracer {
     int fd, own_fd;
     tw_dest dest;
     uint64_t start_ns; /* amm__os_now_ns() at start: record times are relative to it */
+    int use_tsc;       /* the kernel's clocksource is the TSC: records may read it directly */
     uint8_t header[AMM_TRACE_HEADER_SIZE];
 
     /* Producer side: guarded by the manager lock. */
@@ -89,6 +97,10 @@ struct amm__tracer {
     uint16_t cur_flags;
     uint64_t cur_base, cur_first, cur_dropped;
     uint64_t next_seq;
+    uint64_t last_ns;                /* latest record time: times never go back */
+    uint64_t exact_ns, exact_tsc;    /* last CLOCK_MONOTONIC reading and the TSC then */
+    uint64_t cal_ns, cal_tsc;        /* calibration point */
+    double ns_per_tick;              /* 0: not calibrated yet */
     uint64_t drop_pending; /* dropped since the last DROPPED record */
     uint64_t dropped;      /* dropped by the producer, total */
     uint64_t since_snapshot, snapshot_size, snapshot_ns;
@@ -111,7 +123,54 @@ struct amm__tracer {
     uint8_t bufs[TW_CHUNKS][AMM__CHUNK_BYTES];
 };
 
-static uint64_t tw_now(const struct amm__tracer *t) { return amm__os_now_ns() - t->start_ns; }
+/*
+ * Record times.  clock_gettime costs 20-60 ns (the upper end in VMs): read
+ * for every record, it was the largest part of a record's cost.  Where the
+ * kernel itself keeps time with the TSC, a record reads the TSC instead and
+ * converts the ticks since the chunk opened with a ratio calibrated against
+ * CLOCK_MONOTONIC (recalibrated whenever a chunk opens 10 ms or more after
+ * the last calibration); chunk base times are always CLOCK_MONOTONIC.
+ * Elsewhere, or before the first calibration, every record reads the clock.
+ */
+static uint64_t tw_ticks(void) {
+#if TW_HAVE_TSC
+    return __rdtsc();
+#else
+    return 0;
+#endif
+}
+
+static int tw_tsc_is_clocksource(void) {
+    char name[16] = "";
+    int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, name, sizeof name - 1);
+    close(fd);
+    return TW_HAVE_TSC && n >= 3 && strncmp(name, "tsc", 3) == 0 && (n == 3 || name[3] == '\n');
+}
+
+/* The system clock (ns since trace start), recalibrating the TSC ratio. */
+static uint64_t tw_now_exact(struct amm__tracer *t) {
+    uint64_t ns = amm__os_now_ns() - t->start_ns, tsc = tw_ticks();
+    if (t->use_tsc && tsc > t->cal_tsc && ns - t->cal_ns >= 10000000u) {
+        t->ns_per_tick = (double)(ns - t->cal_ns) / (double)(tsc - t->cal_tsc);
+        t->cal_ns = ns;
+        t->cal_tsc = tsc;
+    }
+    t->exact_ns = ns;
+    t->exact_tsc = tsc;
+    if (ns < t->last_ns) ns = t->last_ns;
+    return t->last_ns = ns;
+}
+
+/* A record's time: from the TSC when calibrated, else the system clock. */
+static uint64_t tw_now(struct amm__tracer *t) {
+    if (t->ns_per_tick <= 0.0) return tw_now_exact(t);
+    uint64_t tsc = tw_ticks();
+    uint64_t ns = t->exact_ns + (tsc > t->exact_tsc ? (uint64_t)((double)(tsc - t->exact_tsc) * t->ns_per_tick) : 0);
+    if (ns < t->last_ns) ns = t->last_ns;
+    return t->last_ns = ns;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Chunks (producer side, manager lock held)                                */
@@ -128,9 +187,8 @@ static void tw_seal(struct amm__tracer *t) {
     amm__put64(c + AMM__CH_BASE_TIME, t->cur_base);
     amm__put32(c + AMM__CH_DROPPED, t->cur_dropped > UINT32_MAX ? UINT32_MAX : (uint32_t)t->cur_dropped);
     pthread_mutex_lock(&t->mu);
-    t->ready++;
+    if (t->ready++ == 0) pthread_cond_signal(&t->wake); /* with chunks waiting, the flusher is not asleep */
     t->sealed++;
-    pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->mu);
     t->cur = NULL;
 }
@@ -146,30 +204,32 @@ static int tw_acquire(struct amm__tracer *t) {
 }
 
 static void tw_put_record(struct amm__tracer *t, uint8_t *p, amm_trace_record *rec, uint64_t now) {
-    rec->dt_us = (uint32_t)((now - t->cur_base) / 1000u);
+    rec->dt_us = now > t->cur_base ? (uint32_t)((now - t->cur_base) / 1000u) : 0;
     amm_trace_record_encode(rec, p);
 }
 
 /* Opens a chunk in t->cur; reports drops first with a DROPPED record. */
-static void tw_open(struct amm__tracer *t, uint64_t now) {
+static void tw_open(struct amm__tracer *t, uint64_t *now) {
+    *now = tw_now_exact(t);
     t->cur_count = 0;
     t->cur_flags = 0;
-    t->cur_base = now;
+    t->cur_base = *now;
     t->cur_first = t->next_seq;
     t->cur_dropped = t->drop_pending;
     if (t->drop_pending == 0) return;
     amm_trace_record rec = {.op = AMM_TOP_DROPPED, .thread = amm__thread_id()};
     rec.aux_a = t->drop_pending > UINT32_MAX ? UINT32_MAX : (uint32_t)t->drop_pending;
-    tw_put_record(t, t->cur + AMM_TRACE_CHUNK_HEADER_SIZE, &rec, now);
+    tw_put_record(t, t->cur + AMM_TRACE_CHUNK_HEADER_SIZE, &rec, *now);
     t->cur_count = 1;
     t->next_seq++;
     t->drop_pending = 0;
     t->want_snapshot = 1;
 }
 
-/* Room for n consecutive records in one chunk, or NULL (they are dropped). */
-static uint8_t *tw_reserve(struct amm__tracer *t, unsigned n, uint64_t now) {
-    if (t->cur != NULL && (t->cur_count + n > AMM_TRACE_MAX_CHUNK_RECORDS || now - t->cur_base >= TW_FLUSH_NS))
+/* Room for n consecutive records in one chunk, or NULL (they are dropped).
+ * A new chunk takes its base time from the system clock: *now is updated. */
+static uint8_t *tw_reserve(struct amm__tracer *t, unsigned n, uint64_t *now) {
+    if (t->cur != NULL && (t->cur_count + n > AMM_TRACE_MAX_CHUNK_RECORDS || *now - t->cur_base >= TW_FLUSH_NS))
         tw_seal(t);
     if (t->cur == NULL) {
         if (!tw_acquire(t)) {
@@ -193,7 +253,7 @@ static uint8_t *tw_reserve(struct amm__tracer *t, unsigned n, uint64_t now) {
 static void tw_thread_name(struct amm__tracer *t, uint16_t tid, uint64_t now) {
     uint8_t bit = (uint8_t)(1u << (tid & 7u));
     if (t->threads_seen[tid >> 3] & bit) return;
-    uint8_t *p = tw_reserve(t, 1, now);
+    uint8_t *p = tw_reserve(t, 1, &now);
     if (p == NULL) return;
     amm_trace_record rec = {.op = AMM_TOP_THREAD_NAME, .thread = tid, .aux_a = tid};
     rec.addr = (uint64_t)syscall(SYS_gettid);
@@ -206,7 +266,7 @@ static void tw_emit(struct amm__tracer *t, amm_trace_record *rec, amm_trace_reco
     uint64_t now = tw_now(t);
     uint16_t tid = amm__thread_id();
     tw_thread_name(t, tid, now);
-    uint8_t *p = tw_reserve(t, args ? 2u : 1u, now);
+    uint8_t *p = tw_reserve(t, args ? 2u : 1u, &now);
     if (p == NULL) return;
     rec->thread = tid;
     tw_put_record(t, p, rec, now);
@@ -225,7 +285,7 @@ static int tw_site_record(struct amm__tracer *t, size_t i) {
     uint64_t now = tw_now(t);
     uint16_t tid = amm__thread_id();
     tw_thread_name(t, tid, now);
-    uint8_t *p = tw_reserve(t, 1 + strings, now);
+    uint8_t *p = tw_reserve(t, 1 + strings, &now);
     if (p == NULL) return 0;
     amm_trace_record rec = {.op = AMM_TOP_SITE, .thread = tid, .aux_a = (uint32_t)(i + 1), .size = len};
     rec.aux_b = (uint32_t)s->line;
@@ -339,7 +399,7 @@ static int tw_has_room(struct amm__tracer *t) {
 
 static int tw_snapshot_due(struct amm__tracer *t) {
     if (t->want_snapshot) return tw_has_room(t);
-    if (t->since_snapshot < 4 * t->snapshot_size) return 0;
+    if (t->since_snapshot < 8 * t->snapshot_size) return 0;
     return t->since_snapshot >= TW_SNAPSHOT_RECORDS || tw_now(t) - t->snapshot_ns >= TW_SNAPSHOT_NS;
 }
 
@@ -577,6 +637,8 @@ int amm__trace_start_locked(amm_manager *m, const char *dest) {
         t->own_fd = own;
         t->dest = kind;
         t->start_ns = amm__os_now_ns();
+        t->use_tsc = tw_tsc_is_clocksource();
+        t->cal_tsc = tw_ticks();
         tw_header(t);
     }
     if (t == NULL || tw_start_thread(t) != 0) {

@@ -427,6 +427,8 @@ TEST(late_joiner_rebuilds_the_live_set) {
     trace_file tf;
     trace_file_make(&tf);
     h_faults faults;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     amm_manager *m = traced_manager("sample_every=1", tf.dest, &faults);
     ASSERT_NOT_NULL(m);
     void *slots[512] = {0};
@@ -443,7 +445,15 @@ TEST(late_joiner_rebuilds_the_live_set) {
     EXPECT_EQ(amm_trace_drop_count(m), 0u);
     amm_trace_stop(m);
     amm_destroy(m);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     EXPECT_FAULTS(&faults, 0);
+    uint64_t elapsed_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec - (uint64_t)t0.tv_nsec;
+
+    /* record times stay inside the run (the writer may derive them from the TSC) */
+    events every = read_events(tf.path);
+    ASSERT_GT(every.n, 0u);
+    EXPECT_LE(every.ev[every.n - 1].time_ns, elapsed_ns);
+    free(every.ev);
 
     /* find the last chunk flagged as holding a snapshot, by walking the chunk headers */
     FILE *f = fopen(tf.path, "rb");
