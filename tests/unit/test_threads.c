@@ -5,7 +5,8 @@
  * releases often happen on another thread than the allocation.  Every block
  * carries its key in its first bytes and a pattern after it; whoever takes a
  * block checks the pattern.  At the end amm_check finds 0 problems, no fault
- * was reported and nothing is live.
+ * was reported and nothing is live.  A ninth thread may run amm_check, the
+ * stats, the JSON dump and the printer all along.
  */
 #include "../harness.h"
 
@@ -21,7 +22,32 @@ typedef struct shared {
     h_faults faults;
     _Atomic(unsigned char *) box[NBOX];
     uint64_t seed;
+    atomic_int done;      /* the workers have finished */
 } shared;
+
+/* Walks the manager while the workers run: amm_check must find nothing at
+ * any moment, and the walker, stats and printers must not race them. */
+static void *checker(void *arg)
+{
+    shared *sh = (shared *)arg;
+    FILE *sink = fopen("/dev/null", "w");
+    size_t rounds = 0;
+    while (!atomic_load(&sh->done) || rounds == 0) {
+        amm_stats st;
+        EXPECT_EQ(amm_check(sh->m), 0);
+        EXPECT_EQ(amm_check_fast(sh->m), 1);
+        amm_get_stats(sh->m, &st);
+        EXPECT_LE(st.live_bytes + st.quarantine_bytes, st.reserved_bytes);
+        if (sink && rounds % 8 == 0) {
+            amm_dump_json(sh->m, sink);
+            amm_print(sh->m, sink);
+        }
+        rounds++;
+    }
+    if (sink)
+        fclose(sink);
+    return NULL;
+}
 
 typedef struct worker {
     shared *sh;
@@ -117,10 +143,10 @@ static void *work(void *arg)
     return NULL;
 }
 
-static void run(const char *options)
+static void run(const char *options, int with_checker)
 {
     static shared sh;
-    pthread_t th[NTHREADS];
+    pthread_t th[NTHREADS], check_thread;
     worker w[NTHREADS];
     amm_stats st;
     memset(&sh, 0, sizeof sh);
@@ -133,8 +159,13 @@ static void run(const char *options)
         w[t].id = t;
         ASSERT_EQ(pthread_create(&th[t], NULL, work, &w[t]), 0);
     }
+    if (with_checker)
+        ASSERT_EQ(pthread_create(&check_thread, NULL, checker, &sh), 0);
     for (int t = 0; t < NTHREADS; t++)
         EXPECT_EQ(pthread_join(th[t], NULL), 0);
+    atomic_store(&sh.done, 1);
+    if (with_checker)
+        EXPECT_EQ(pthread_join(check_thread, NULL), 0);
     for (int b = 0; b < NBOX; b++) {
         unsigned char *p = atomic_exchange(&sh.box[b], NULL);
         if (p) {
@@ -154,10 +185,15 @@ static void run(const char *options)
 
 TEST(eight_threads_shared_manager)
 {
-    run("quarantine=256K");
+    run("quarantine=256K", 0);
 }
 
 TEST(eight_threads_no_quarantine)
 {
-    run("quarantine=0,quarantine_blocks=0,region_size=64K");
+    run("quarantine=0,quarantine_blocks=0,region_size=64K", 0);
+}
+
+TEST(eight_threads_and_a_checker)
+{
+    run("quarantine=64K", 1);
 }
