@@ -275,3 +275,24 @@ TEST(many_bad_pointers_leave_nothing_behind)
     EXPECT_EQ(amm_free(m, p), 0);
     amm_destroy(m);
 }
+
+TEST(copy_of_a_freed_block)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M", &f);
+    void *p = amm_alloc(m, 40, 0);
+    char line[512];
+    ASSERT_NOT_NULL(p);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_NULL(amm_copy(m, p, 40));        /* reading a freed block: refused */
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_STREQ(f.last.operation, "copy");
+    amm_report_format(&f.last, line, sizeof line);
+    /* plain words: nothing was written, so the line must not say so */
+    EXPECT_TRUE(strstr(line, "0 bytes written") == NULL);
+    if (strstr(line, "0 bytes written"))
+        printf("    line: %s\n", line);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
