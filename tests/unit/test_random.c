@@ -36,6 +36,7 @@ typedef struct model {
     size_t expected_faults;
     size_t op;
     const char *last_op;
+    size_t moves;         /* blocks compaction moved (run_compaction) */
 } model;
 
 static size_t pick_size(model *md)
@@ -306,4 +307,80 @@ TEST(random_ops_no_quarantine)
 TEST(random_ops_wide_canary_no_fill)
 {
     run("canary=48,fill=off,quarantine=16K,large_threshold=128K", h_seed() + 2, 1);
+}
+
+/* ---- compaction: random movable and pinned blocks, holes, defragment ---- */
+
+static void on_move(void *old_ptr, void *new_ptr, size_t size, void *user)
+{
+    model *md = (model *)user;
+    size_t hits = 0;
+    for (size_t i = 0; i < NSLOTS; i++)
+        if (md->s[i].p == old_ptr) {
+            EXPECT_EQ(md->s[i].size, size);
+            md->s[i].p = (unsigned char *)new_ptr;
+            hits++;
+        }
+    EXPECT_EQ(hits, 1);                      /* told only of blocks it owns, once */
+    md->moves++;
+}
+
+static void run_compaction(const char *options, uint64_t seed)
+{
+    static model md;
+    unsigned movable[NSLOTS];
+    memset(&md, 0, sizeof md);
+    memset(movable, 0, sizeof movable);
+    md.m = h_new_manager(options, &md.faults);
+    md.rng = h_rng_make(seed);
+    amm_set_move_callback(md.m, on_move, &md);
+    for (int round = 0; round < 12; round++) {
+        amm_defrag_report rep;
+        size_t moved_before = md.moves;
+        unsigned flags = h_rand(&md.rng) % 3 == 0 ? AMM_DEFRAG_COMPACT : AMM_DEFRAG_ALL;
+        for (int k = 0; k < 40; k++) {
+            int i = find_slot(&md, 0);
+            size_t size = (size_t)h_rand_range(&md.rng, 1, 6000);
+            size_t align = h_rand(&md.rng) % 4 ? 0 : (size_t)1 << h_rand_range(&md.rng, 0, 9);
+            void *p;
+            if (i < 0)
+                break;
+            movable[i] = h_rand(&md.rng) % 4 != 0;
+            p = amm_alloc_flags(md.m, size, align, movable[i] ? AMM_ALLOC_MOVABLE : 0u);
+            ASSERT_NOT_NULL(p);
+            set_block(&md, (size_t)i, p, size, effective(align));
+        }
+        for (int k = 0; k < 30; k++)
+            op_free(&md);
+        md.last_op = "defragment";
+        amm_defragment(md.m, flags, &rep);
+        EXPECT_EQ(rep.after.live_blocks, md.live_blocks);
+        EXPECT_EQ(rep.after.live_bytes, md.live_bytes);
+        EXPECT_LE(rep.after.reserved_bytes, rep.before.reserved_bytes);
+        EXPECT_EQ(rep.blocks_moved + moved_before, md.moves);
+        check_all(&md);                      /* contents, alignment, no overlap */
+        check_stats(&md, 1);
+        if (atomic_load(&h_st.failures)) {
+            printf("    in round %d (flags %u), seed %" PRIu64 ", options \"%s\"\n", round, flags, seed, options);
+            break;
+        }
+    }
+    EXPECT_GT(md.moves, 0);                  /* the holes were there: something moved */
+    for (size_t i = 0; i < NSLOTS; i++)
+        if (md.s[i].p) {
+            EXPECT_EQ(amm_free(md.m, md.s[i].p), 0);
+            drop_block(&md, i);
+        }
+    check_stats(&md, 1);
+    amm_destroy(md.m);
+}
+
+TEST(random_compaction)
+{
+    run_compaction("quarantine=0,quarantine_blocks=0,region_size=64K,large_threshold=64K", h_seed() + 3);
+}
+
+TEST(random_compaction_with_quarantine)
+{
+    run_compaction("quarantine=32K,region_size=64K,large_threshold=64K", h_seed() + 4);
 }
