@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 static int bad_pattern_byte(uint8_t v) {
     return v == 0x00 || v == 0xFF || v == AMM_FILL_NEW || v == AMM_FILL_FREED;
@@ -90,21 +91,49 @@ uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t 
     return 0;
 }
 
-/* The front guard checked is the canary-sized span before user (the rest of
- * a large mapping's padding is written but only checked by amm_check). */
-static uintptr_t front_start(const amm_manager *m, const amm__block *b) {
+void amm__san_restore(const amm_manager *m, const amm__block *b) {
     (void)m;
-    return b->raw;
+    if (b->state != AMM_BLOCK_LIVE) {
+        amm__san_freed(b->raw, b->raw_size);
+        return;
+    }
+    uintptr_t uend = b->user + b->size, end = b->raw + b->raw_size;
+    amm__san_guard(b->raw, b->user - b->raw);
+#ifdef AMM__ASAN
+    /* ASan: the granule holding the block's end is redzone first, then the
+     * unpoison of the user bytes makes it "first k bytes addressable". */
+    amm__san_guard(uend & ~(uintptr_t)7, end - (uend & ~(uintptr_t)7));
+    __asan_unpoison_memory_region((void *)b->user, b->size);
+#else
+    amm__san_guard(uend, end - uend);
+#endif
+}
+
+/* Opens both guards of b for amm's own access; amm__san_restore closes them. */
+static void open_guards(const amm__block *b) {
+    amm__san_open(b->raw, b->user - b->raw);
+    amm__san_open(b->user + b->size, b->raw + b->raw_size - b->user - b->size);
 }
 
 void amm__guard_write(const amm_manager *m, const amm__block *b) {
-    amm__canary_fill(m, front_start(m, b), b->user);
+    open_guards(b);
+    amm__canary_fill(m, b->raw, b->user);
     amm__canary_fill(m, b->user + b->size, b->raw + b->raw_size);
+    amm__san_restore(m, b);
+}
+
+int amm__guard_intact(const amm_manager *m, const amm__block *b) {
+    open_guards(b);
+    int ok = !amm__canary_first_bad(m, b->raw, b->user) &&
+             !amm__canary_first_bad(m, b->user + b->size, b->raw + b->raw_size);
+    amm__san_restore(m, b);
+    return ok;
 }
 
 size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, const char *file, int line) {
     size_t problems = 0;
-    uintptr_t fs = front_start(m, b), end = b->raw + b->raw_size, uend = b->user + b->size;
+    uintptr_t fs = b->raw, end = b->raw + b->raw_size, uend = b->user + b->size;
+    open_guards(b);
     uintptr_t first = amm__canary_first_bad(m, fs, b->user);
     if (first) {
         size_t bytes = b->user - first;
@@ -121,11 +150,13 @@ size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, co
         amm__canary_fill(m, uend, end);
         problems++;
     }
+    amm__san_restore(m, b);
     return problems;
 }
 
 size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operation) {
     if (!m->cfg.fill) return 0;
+    amm__san_open(b->user, b->size);
     const uint8_t *p = (const uint8_t *)b->user;
     size_t first = b->size, last = 0;
     for (size_t i = 0; i < b->size; i++) {
@@ -134,10 +165,14 @@ size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operati
             last = i;
         }
     }
-    if (first == b->size) return 0;
+    if (first == b->size) {
+        amm__san_restore(m, b);
+        return 0;
+    }
     amm__fault(m, AMM_ERR_USE_AFTER_FREE, (void *)b->user, b, operation, NULL, (long long)first, last - first + 1,
                NULL, 0);
     memset((void *)b->user, AMM_FILL_FREED, b->size);
+    amm__san_restore(m, b);
     return 1;
 }
 
@@ -169,12 +204,14 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p) {
 }
 
 void amm__quarantine_push(amm_manager *m, amm__block *b) {
+    amm__san_free(b->user, b->size);
     if (m->cfg.quarantine == 0 || m->cfg.quarantine_blocks == 0 || b->raw_size > m->cfg.quarantine) {
         amm__release_block(m, b);
         return;
     }
     if (m->cfg.fill) memset((void *)b->user, AMM_FILL_FREED, b->size);
     b->state = AMM_BLOCK_QUARANTINED;
+    amm__san_restore(m, b);
     if (b->pool) b->pool->quarantined++;
     b->q_prev = m->q_tail;
     b->q_next = NULL;

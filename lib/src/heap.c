@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 /* ---- size classes ---- */
 
@@ -125,6 +126,7 @@ static void absorb_next(amm_manager *m, amm__block *c) {
 /* Frees chunk c (not on a list): merges it with free neighbours, lists the result. */
 static void free_chunk(amm_manager *m, amm__block *c) {
     c->state = AMM_BLOCK_FREE;
+    amm__san_freed(c->raw, c->raw_size);
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
         free_remove(m, c->next_phys);
         absorb_next(m, c);
@@ -181,6 +183,7 @@ static amm__region *region_new(amm_manager *m, size_t min_bytes) {
     c->origin = AMM_ORIGIN_HEAP;
     m->regions[m->region_count++] = reg;
     m->reserved += bytes;
+    amm__san_freed(reg->base, bytes);
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, reg->base, bytes, AMM_ORIGIN_HEAP, reg->id));
     free_insert(m, c);
     return reg;
@@ -402,6 +405,7 @@ static size_t place_align(const amm__block *b) {
 }
 
 static void moved(amm_manager *m, amm__block *b, uintptr_t old_user, size_t *bytes, size_t *blocks) {
+    amm__san_alloc(b->user, b->size, 1);
     amm__guard_write(m, b);
     *bytes += b->size;
     (*blocks)++;
@@ -416,7 +420,9 @@ static int slide_down(amm_manager *m, amm__block *c, size_t *bytes, size_t *bloc
     if (raw >= c->raw) return 0;
     uintptr_t old_user = c->user, end = c->raw + c->raw_size;
     size_t before = c->raw_size;
+    amm__san_open(user, c->size);
     memmove((void *)user, (const void *)old_user, c->size);
+    amm__san_free(old_user, 0);
     free_remove(m, f);
     if (raw == f->raw) { /* the free chunk disappears: c takes its place in the list */
         c->prev_phys = f->prev_phys;
@@ -464,7 +470,9 @@ static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *b
     d = carve(m, d, need, align);
     if (!d) return 0;
     uintptr_t old_user = c->user;
+    amm__san_open(d->user, c->size);
     memcpy((void *)d->user, (const void *)old_user, c->size);
+    amm__san_free(old_user, 0);
     d->size = c->size;
     d->serial = c->serial;
     d->file = c->file;

@@ -221,6 +221,11 @@ void amm__canary_fill(const amm_manager *m, uintptr_t start, uintptr_t end);
 /* Returns the address of the first/last damaged byte in [start,end), or 0. */
 uintptr_t amm__canary_first_bad(const amm_manager *m, uintptr_t start, uintptr_t end);
 uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t end);
+/* Sets the sanitizer view of b from its state: guards closed and user open when
+ * LIVE, the whole chunk closed as freed otherwise (sanitize.h). */
+void amm__san_restore(const amm_manager *m, const amm__block *b);
+/* 1 if both canaries of b are intact (no report, no repair). */
+int amm__guard_intact(const amm_manager *m, const amm__block *b);
 /* Writes both canaries of a block (front: [raw, user), back: [user+size, raw+raw_size)). */
 void amm__guard_write(const amm_manager *m, const amm__block *b);
 /* Checks both canaries; reports each damaged side, repairs it; returns problems found. */

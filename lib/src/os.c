@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 static _Atomic uint64_t inject_after = UINT64_MAX; /* maps left before failures start */
 static _Atomic uint64_t inject_count = 0;          /* maps that will fail */
@@ -74,7 +75,9 @@ void *amm__os_map_aligned(size_t bytes, size_t align, size_t *mapped) {
 }
 
 void amm__os_unmap(void *p, size_t bytes) {
-    if (p && bytes) munmap(p, bytes);
+    if (!p || !bytes) return;
+    amm__san_open((uintptr_t)p, bytes); /* no stale shadow for whoever maps here next */
+    munmap(p, bytes);
 }
 
 size_t amm__os_purge(uintptr_t start, uintptr_t end) {

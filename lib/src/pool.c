@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 static void pool_unmap(amm_pool *p) {
     amm__os_unmap((void *)p->base, p->slab_bytes);
@@ -67,6 +68,7 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
     }
     p->free_top = count;
     amm__canary_fill(m, p->base, p->base + stride * count);
+    amm__san_freed(p->base, p->slab_bytes);
     p->id = m->pool_count;
     m->pools[m->pool_count++] = p;
     m->reserved += p->slab_bytes;
@@ -105,7 +107,9 @@ amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align) {
 
 void amm__pool_release(amm_manager *m, amm__block *b) {
     amm_pool *p = b->pool;
+    amm__san_open(b->raw, b->raw_size);
     amm__canary_fill(m, b->user, b->user + b->size); /* the whole slot is canary again */
+    amm__san_freed(b->raw, b->raw_size);
     if (b->state == AMM_BLOCK_QUARANTINED) p->quarantined--;
     b->state = AMM_BLOCK_FREE; /* user, size and site stay: they name the block in a double-free report */
     b->refcount = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sanitize.h"
 
 static double ratio(size_t num, size_t den) { return den ? (double)num / (double)den : 0.0; }
 
@@ -51,8 +52,7 @@ void amm_get_stats(amm_manager *m, amm_stats *st) {
 /* ---- walking ---- */
 
 static int canary_intact(const amm_manager *m, const amm__block *b) {
-    if (b->state == AMM_BLOCK_FREE) return 1;
-    return !amm__canary_first_bad(m, b->raw, b->user) && !amm__canary_first_bad(m, b->user + b->size, b->raw + b->raw_size);
+    return b->state == AMM_BLOCK_FREE || amm__guard_intact(m, b);
 }
 
 void amm__block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out) {
@@ -148,6 +148,7 @@ static int check_one(amm_manager *m, amm__block *b, size_t range_index, void *us
         ctx->problems += amm__guard_check_freed(m, b, "check");
         ctx->problems += amm__guard_check(m, b, "check", NULL, 0);
     } else if (b->origin == AMM_ORIGIN_POOL) {
+        amm__san_open(b->raw, b->raw_size);
         uintptr_t first = amm__canary_first_bad(m, b->raw, b->raw + b->raw_size);
         if (first) {
             uintptr_t last = amm__canary_last_bad(m, b->raw, b->raw + b->raw_size);
@@ -156,6 +157,7 @@ static int check_one(amm_manager *m, amm__block *b, size_t range_index, void *us
             amm__canary_fill(m, b->raw, b->raw + b->raw_size);
             ctx->problems++;
         }
+        amm__san_freed(b->raw, b->raw_size);
     }
     return 0;
 }
