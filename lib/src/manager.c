@@ -343,7 +343,7 @@ static int check_source(amm_manager *m, const void *src, size_t size, const char
         return -1;
     }
     if (b->state == AMM_BLOCK_QUARANTINED) {
-        amm__fault(m, AMM_ERR_USE_AFTER_FREE, src, b, "copy", "the source block was freed", 0, 0, file, line);
+        amm__fault(m, AMM_ERR_USE_AFTER_FREE, src, b, "copy", NULL, 0, 0, file, line);
         return -1;
     }
     uintptr_t s = (uintptr_t)src;

@@ -46,7 +46,6 @@ amm__block *amm__record_new(amm_manager *m) {
 }
 
 void amm__record_free(amm_manager *m, amm__block *b) {
-    memset(b, 0, sizeof *b);
     b->next_free = m->meta.free_list;
     m->meta.free_list = b;
     m->meta.records_live--;

@@ -66,7 +66,9 @@ static void describe(const amm_report *r, char *buf, size_t len, size_t *n) {
             r->block_size, r->block, at);
         break;
     case AMM_ERR_USE_AFTER_FREE:
-        if (r->block) {
+        if (r->block && r->bytes == 0) {
+            put(buf, len, n, "a read of a freed %zu-byte block at %p%s", r->block_size, r->block, at);
+        } else if (r->block) {
             put(buf, len, n, "%zu byte%s written at offset %lld of a freed %zu-byte block at %p%s", r->bytes, s,
                 r->offset, r->block_size, r->block, at);
         } else {

@@ -553,8 +553,9 @@ static int tw_open_dest(const char *dest, int *fd, int *own, tw_dest *kind, cons
     struct stat st;
     *own = 1;
     if (strncmp(dest, "file:", 5) == 0 && dest[5] != '\0') {
-        *fd = open(dest + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        *why = "trace: cannot create the trace file";
+        /* O_NONBLOCK: a FIFO with no reader is refused (ENXIO) instead of blocking the program */
+        *fd = open(dest + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644);
+        *why = "trace: cannot create the trace file (or it is a FIFO nobody reads)";
     } else if (strncmp(dest, "fd:", 3) == 0) {
         *fd = tw_parse_fd(dest + 3);
         *own = 0;
