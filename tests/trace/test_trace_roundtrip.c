@@ -550,6 +550,15 @@ TEST(bad_destinations_refused) {
         EXPECT_NOT_NULL(faults.last.detail);
     }
     EXPECT_EQ(amm_trace_start(m, NULL), -1);
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "/tmp/amm_trace_fifo_%d", (int)getpid());
+    ASSERT_EQ(mkfifo(fifo, 0600), 0);
+    char fifo_dest[80];
+    snprintf(fifo_dest, sizeof fifo_dest, "file:%s", fifo);
+    h_faults_clear(&faults);
+    EXPECT_EQ(amm_trace_start(m, fifo_dest), -1); /* nobody reads it: refused, not blocked on */
+    EXPECT_EQ(faults.last.kind, AMM_ERR_BAD_OPTION);
+    unlink(fifo);
     trace_file tf;
     trace_file_make(&tf);
     EXPECT_EQ(amm_trace_start(m, tf.dest), 0);
