@@ -150,6 +150,65 @@ TEST(wider_canary)
     run_matrix(HEAP, 24, SMALLQ ",canary=64", 64);
 }
 
+/*
+ * Every guard byte counts, slack included: flip the single byte at distance
+ * d past the end (or before the start), for every d the chunk/slot/mapping
+ * holds (up to 64), and expect one report at that byte: offset size + d - 1
+ * (or -d) and bytes = d (the distance to the furthest damaged byte).
+ */
+static void single_byte_sweep(amm_manager *m, h_faults *f, amm_pool *pool, size_t size, size_t align)
+{
+    for (int under = 0; under <= 1; under++) {
+        size_t room;
+        unsigned char *p = (unsigned char *)(pool ? amm_pool_alloc_at(m, pool, size, align, __FILE__, __LINE__)
+                                                  : amm_alloc(m, size, align));
+        amm_block_info info;
+        ASSERT_NOT_NULL(p);
+        ASSERT_TRUE(h_block_info(m, p, &info));
+        room = under ? (size_t)((uintptr_t)p - (uintptr_t)info.raw)
+                     : (size_t)((uintptr_t)info.raw + info.raw_size - ((uintptr_t)p + size));
+        EXPECT_GE(room, 16);                /* at least the canary */
+        if (room > 64)
+            room = 64;
+        for (size_t d = 1; d <= room; d++) {
+            unsigned char *byte = (unsigned char *)(under ? (uintptr_t)p - d : (uintptr_t)p + size + d - 1);
+            h_faults_clear(f);
+            h_unpoison(byte, 1);
+            *byte ^= 0x01u;                 /* the smallest change */
+            EXPECT_EQ(amm_check(m), 1);
+            EXPECT_FAULTS(f, 1);
+            EXPECT_EQ(f->last.kind, under ? AMM_ERR_UNDERFLOW : AMM_ERR_OVERFLOW);
+            EXPECT_EQ(f->last.offset, under ? -(long long)d : (long long)(size + d - 1));
+            EXPECT_EQ(f->last.bytes, d);
+            if (atomic_load(&h_st.failures)) {
+                printf("    %s block of %zu bytes, align %zu, byte %zu %s\n", pool ? "pool" : info.origin == AMM_ORIGIN_LARGE ? "large" : "heap",
+                       size, align, d, under ? "before the start" : "past the end");
+                break;
+            }
+        }
+        EXPECT_EQ(amm_free(m, p), 0);
+        EXPECT_EQ(amm_check(m), 0);
+    }
+}
+
+TEST(every_guard_byte_counts)
+{
+    static const size_t sizes[] = {1, 13, 24, 100};
+    h_faults f;
+    amm_manager *m = h_new_manager(SMALLQ ",large_threshold=4096", &f);
+    amm_pool *pool = amm_pool_create(m, 104, 8, 64);
+    ASSERT_NOT_NULL(pool);
+    for (size_t a = 0; a < NALIGNS; a++)
+        for (unsigned s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            single_byte_sweep(m, &f, NULL, sizes[s], aligns[a]);        /* heap */
+            single_byte_sweep(m, &f, NULL, sizes[s] + 5000, aligns[a]); /* large */
+            if (aligns[a] <= 64)
+                single_byte_sweep(m, &f, pool, sizes[s], aligns[a]);    /* pool slot */
+        }
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
 TEST(both_sides_reported_once_each)
 {
     h_faults f;
