@@ -30,6 +30,17 @@
 #define BENCH_JEMALLOC_SONAME "libjemalloc.so.2"
 #endif
 
+/* ThreadSanitizer cannot see the peers' internal synchronisation (they are
+ * not instrumented), so a block freed by one thread and reused by another
+ * reads as a data race: under TSan the peers are left out. */
+#if defined(__SANITIZE_THREAD__)
+#define BENCH_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BENCH_TSAN 1
+#endif
+#endif
+
 typedef void *(*malloc_fn)(size_t);
 typedef void (*free_fn)(void *);
 typedef void *(*realloc_fn)(void *, size_t);
@@ -127,6 +138,10 @@ static void *mi_resize(void *ctx, void *p, size_t n)
 
 static int load_mimalloc(bench_alloc *a)
 {
+#ifdef BENCH_TSAN
+    snprintf(a->why_missing, sizeof a->why_missing, "left out under ThreadSanitizer (not instrumented)");
+    return -1;
+#endif
     void *lib = dlopen(BENCH_MIMALLOC_SONAME, RTLD_NOW | RTLD_LOCAL);
     mi_version_fn version = NULL;
     mi_heap_default_fn heap_default = NULL;
@@ -187,6 +202,10 @@ static uint64_t je_thread_allocated(void)
 
 static int load_jemalloc(bench_alloc *a)
 {
+#ifdef BENCH_TSAN
+    snprintf(a->why_missing, sizeof a->why_missing, "left out under ThreadSanitizer (not instrumented)");
+    return -1;
+#endif
     void *lib = dlopen(BENCH_JEMALLOC_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
         snprintf(a->why_missing, sizeof a->why_missing, "dlopen: %s", dlerror());
