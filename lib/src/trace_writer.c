@@ -521,6 +521,76 @@ static void *tw_flusher(void *arg) {
     return NULL;
 }
 
+/* Seals the current chunk and waits until the flusher has written it (a
+ * file: always; a pipe or socket: until it stops taking bytes for
+ * TW_PATIENCE_NS).  Manager lock held. */
+static void tw_flush_locked(struct amm__tracer *t) {
+    tw_seal(t);
+    pthread_mutex_lock(&t->mu);
+    uint64_t target = t->sealed, seen = t->written, idle_since = amm__os_now_ns();
+    while (t->written < target && !t->dead) {
+        struct timespec until = tw_in_50ms(CLOCK_REALTIME);
+        pthread_cond_timedwait(&t->space, &t->mu, &until);
+        if (t->written != seen) {
+            seen = t->written;
+            idle_since = amm__os_now_ns();
+        } else if (t->dest != TW_FILE && amm__os_now_ns() - idle_since >= TW_PATIENCE_NS) {
+            break; /* a stuck reader: the records stay buffered */
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Flush at exit                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A program may exit without destroying its manager (an LD_PRELOAD run, a
+ * test that calls exit): an atexit handler flushes every tracer still
+ * running.  It takes each manager's lock with trylock only (retrying for up
+ * to TW_EXIT_TRIES ms), so an exit from inside an error handler, or while
+ * another thread holds the lock, cannot deadlock: that tracer just is not
+ * flushed.  At most TW_EXIT_SLOTS tracers are registered.
+ */
+#define TW_EXIT_SLOTS 64
+#define TW_EXIT_TRIES 100
+
+static pthread_mutex_t tw_exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct amm__tracer *tw_exit_list[TW_EXIT_SLOTS];
+static pthread_once_t tw_exit_once = PTHREAD_ONCE_INIT;
+
+static void tw_at_exit(void) {
+    pthread_mutex_lock(&tw_exit_mu);
+    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
+        struct amm__tracer *t = tw_exit_list[i];
+        if (t == NULL) continue;
+        for (int k = 0; k < TW_EXIT_TRIES; k++) {
+            if (pthread_mutex_trylock(&t->m->lock) == 0) {
+                tw_flush_locked(t);
+                pthread_mutex_unlock(&t->m->lock);
+                break;
+            }
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+    }
+    pthread_mutex_unlock(&tw_exit_mu);
+}
+
+static void tw_exit_register(void) { atexit(tw_at_exit); }
+
+static void tw_exit_track(struct amm__tracer *t, int add) {
+    if (add) pthread_once(&tw_exit_once, tw_exit_register);
+    pthread_mutex_lock(&tw_exit_mu);
+    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
+        if (add ? tw_exit_list[i] == NULL : tw_exit_list[i] == t) {
+            tw_exit_list[i] = add ? t : NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tw_exit_mu);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Start and stop                                                           */
 /* ------------------------------------------------------------------------ */
@@ -649,6 +719,7 @@ int amm__trace_start_locked(amm_manager *m, const char *dest) {
         return -1;
     }
     m->tracer = t;
+    tw_exit_track(t, 1);
     amm__trace_manager(m, AMM_TOP_MANAGER_CREATE);
     tw_snapshot(t);
     return 0;
@@ -657,6 +728,7 @@ int amm__trace_start_locked(amm_manager *m, const char *dest) {
 void amm__trace_stop_locked(amm_manager *m) {
     struct amm__tracer *t = m->tracer;
     if (t == NULL) return;
+    tw_exit_track(t, 0);
     tw_seal(t);
     pthread_mutex_lock(&t->mu);
     t->stopping = 1;
@@ -800,23 +872,7 @@ void amm_trace_stop(amm_manager *m) {
 void amm_trace_flush(amm_manager *m) {
     if (m == NULL) return;
     amm__lock(m);
-    struct amm__tracer *t = m->tracer;
-    if (t != NULL) {
-        tw_seal(t);
-        pthread_mutex_lock(&t->mu);
-        uint64_t target = t->sealed, seen = t->written, idle_since = amm__os_now_ns();
-        while (t->written < target && !t->dead) {
-            struct timespec until = tw_in_50ms(CLOCK_REALTIME);
-            pthread_cond_timedwait(&t->space, &t->mu, &until);
-            if (t->written != seen) {
-                seen = t->written;
-                idle_since = amm__os_now_ns();
-            } else if (t->dest != TW_FILE && amm__os_now_ns() - idle_since >= TW_PATIENCE_NS) {
-                break; /* a stuck reader: the records stay buffered */
-            }
-        }
-        pthread_mutex_unlock(&t->mu);
-    }
+    if (m->tracer != NULL) tw_flush_locked(m->tracer);
     amm__unlock(m);
 }
 

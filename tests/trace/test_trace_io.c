@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 typedef struct collected {
     amm_trace_reader *r;
@@ -243,6 +244,36 @@ TEST(fd_destination_on_a_file) {
     ASSERT_NOT_NULL(c.r);
     collect_main(&c);
     EXPECT_EQ(c.allocs, 100u);
+    EXPECT_EQ(c.fatal, 0);
+    amm_trace_close(c.r);
+    unlink(path);
+}
+
+/* A program that exits without destroying its manager still leaves its records. */
+TEST(exit_without_destroy_flushes) {
+    char path[] = "/tmp/amm_trace_exit_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    char dest[64];
+    snprintf(dest, sizeof dest, "file:%s", path);
+    fflush(stdout);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        amm_manager *m = traced(dest);
+        for (int i = 0; i < 7; i++) (void)amm_alloc(m, 24, 0);
+        exit(m != NULL ? 0 : 3); /* no amm_destroy: the atexit flush must write the records */
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char err[256];
+    collected c = {0};
+    c.r = amm_trace_open_file(path, 0, err, sizeof err);
+    ASSERT_NOT_NULL(c.r);
+    collect_main(&c);
+    EXPECT_EQ(c.allocs, 7u);
     EXPECT_EQ(c.fatal, 0);
     amm_trace_close(c.r);
     unlink(path);
