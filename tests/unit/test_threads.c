@@ -197,3 +197,94 @@ TEST(eight_threads_and_a_checker)
 {
     run("quarantine=64K", 1);
 }
+
+/* ---- faults from many threads at once, and pools created meanwhile ---- */
+
+typedef struct fault_worker {
+    amm_manager *m;
+    int id;
+    size_t provoked;   /* faults this thread caused on purpose */
+} fault_worker;
+
+static void *fault_work(void *arg)
+{
+    fault_worker *w = (fault_worker *)arg;
+    h_rng r = h_rng_make(h_seed() + (uint64_t)w->id);
+    long local = 0;
+    for (int op = 0; op < 400; op++) {
+        unsigned char *p = (unsigned char *)amm_alloc(w->m, (size_t)h_rand_range(&r, 1, 200), 0);
+        EXPECT_NOT_NULL(p);
+        if (!p)
+            continue;
+        switch (h_rand(&r) % 5) {
+        case 0:                              /* double free */
+            EXPECT_EQ(amm_free(w->m, p), 0);
+            EXPECT_EQ(amm_free(w->m, p), -1);
+            w->provoked++;
+            break;
+        case 1:                              /* interior, then the real free */
+            EXPECT_EQ(amm_free(w->m, p + 1), -1);
+            EXPECT_EQ(amm_free(w->m, p), 0);
+            w->provoked++;
+            break;
+        case 2:                              /* a stack pointer */
+            EXPECT_EQ(amm_free(w->m, &local), -1);
+            EXPECT_EQ(amm_free(w->m, p), 0);
+            w->provoked++;
+            break;
+        case 3:                              /* shared, freed directly */
+            EXPECT_EQ(amm_retain(w->m, p), 2u);
+            EXPECT_EQ(amm_free(w->m, p), -1);
+            EXPECT_EQ(amm_release(w->m, p), 1u);
+            EXPECT_EQ(amm_release(w->m, p), 0u);
+            w->provoked++;
+            break;
+        default:                             /* an honest free */
+            EXPECT_EQ(amm_free(w->m, p), 0);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *pool_maker(void *arg)
+{
+    amm_manager *m = (amm_manager *)arg;
+    for (int i = 0; i < 40; i++)
+        EXPECT_NOT_NULL(amm_pool_create(m, 16 + (size_t)i * 8, 8, 16));
+    return NULL;
+}
+
+TEST(faults_from_eight_threads_while_pools_appear)
+{
+    h_faults f;
+    /* a quarantine big enough for every block freed here: a double-freed
+     * address is never handed to another thread in between */
+    amm_manager *m = h_new_manager("quarantine=4M,quarantine_blocks=8192", &f);
+    pthread_t th[NTHREADS], maker;
+    fault_worker w[NTHREADS];
+    size_t provoked = 0;
+    ASSERT_EQ(pthread_create(&maker, NULL, pool_maker, m), 0);
+    for (int t = 0; t < NTHREADS; t++) {
+        w[t].m = m;
+        w[t].id = t;
+        w[t].provoked = 0;
+        ASSERT_EQ(pthread_create(&th[t], NULL, fault_work, &w[t]), 0);
+    }
+    for (int t = 0; t < NTHREADS; t++) {
+        EXPECT_EQ(pthread_join(th[t], NULL), 0);
+        provoked += w[t].provoked;
+    }
+    EXPECT_EQ(pthread_join(maker, NULL), 0);
+    EXPECT_EQ(f.count, provoked);            /* each fault reported exactly once */
+    EXPECT_EQ(amm_fault_count(m), provoked);
+    EXPECT_EQ(amm_pool_count(m), 40);
+    EXPECT_EQ(amm_check(m), 0);
+    {
+        amm_stats st;
+        amm_get_stats(m, &st);
+        EXPECT_EQ(st.live_blocks, 0);
+        EXPECT_EQ(st.pool_slots_used, 0);
+    }
+    amm_destroy(m);
+}
