@@ -17,6 +17,19 @@
  *   EXPECT_HEAP(m, "[U48 F*]")  render m's heap through amm_walk and
  *                             compare it with a picture (see h_picture)
  *   EXPECT_HEALTHY(m)         amm_check(m) == 0 and amm_check_fast(m) == 1
+ *   EXPECT_CONTAINS(s, sub)   the string holds the substring
+ *   EXPECT_FAULTS(&f, n)      exactly n reports were recorded (printed if not)
+ *
+ * Helpers:
+ *   h_new_manager(opts, &f)   a manager from the defaults + "key=value,..."
+ *                             (not the environment), reporting into f
+ *   h_faults / h_fault_recorder   a handler keeping every report's copy
+ *   h_picture(m, buf, len)    the text picture EXPECT_HEAP compares
+ *   h_block_info(m, p, &info) the walker's record of a block
+ *   h_rng, h_rand, h_rand_range   seedable random numbers (splitmix64)
+ *   h_fill / h_verify         a pattern keyed by a number, and its check
+ *   h_unpoison(p, n)          let a deliberate out-of-bounds write through ASan
+ *   h_capture_begin[_fd] / h_capture_end   collect what stderr/stdout printed
  *
  * Seeds: h_seed() is AMM_TEST_SEED from the environment or `--seed N` from
  * the command line, else one derived from the clock and pid.  It is printed
