@@ -60,6 +60,26 @@ static amm_manager *traced(const char *dest) {
     return amm_create(&cfg);
 }
 
+/* A fresh temporary file: path (at least 32 bytes) and "file:<path>" in dest. */
+static void temp_file_dest(char *path, size_t path_len, char *dest, size_t dest_len) {
+    snprintf(path, path_len, "/tmp/amm_trace_io_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    snprintf(dest, dest_len, "file:%s", path);
+}
+
+/* Reads the whole trace at path into c (c->r closed again); 0, or -1 if it cannot be opened. */
+static int collect_file(const char *path, collected *c) {
+    char err[256];
+    memset(c, 0, sizeof *c);
+    c->r = amm_trace_open_file(path, 0, err, sizeof err);
+    if (c->r == NULL) return -1;
+    collect_main(c);
+    amm_trace_close(c->r);
+    c->r = NULL;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* 8 threads, a reader that stops                                           */
 /* ------------------------------------------------------------------------ */
@@ -238,25 +258,17 @@ TEST(fd_destination_on_a_file) {
     amm_destroy(m);
     EXPECT_NE(fcntl(fd, F_GETFD), -1); /* fd:N stays the caller's */
     close(fd);
-    char err[256];
-    collected c = {0};
-    c.r = amm_trace_open_file(path, 0, err, sizeof err);
-    ASSERT_NOT_NULL(c.r);
-    collect_main(&c);
+    collected c;
+    ASSERT_EQ(collect_file(path, &c), 0);
     EXPECT_EQ(c.allocs, 100u);
     EXPECT_EQ(c.fatal, 0);
-    amm_trace_close(c.r);
     unlink(path);
 }
 
 /* A program that exits without destroying its manager still leaves its records. */
 TEST(exit_without_destroy_flushes) {
-    char path[] = "/tmp/amm_trace_exit_XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    char dest[64];
-    snprintf(dest, sizeof dest, "file:%s", path);
+    char path[64], dest[80];
+    temp_file_dest(path, sizeof path, dest, sizeof dest);
     fflush(stdout);
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
@@ -268,14 +280,10 @@ TEST(exit_without_destroy_flushes) {
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    char err[256];
-    collected c = {0};
-    c.r = amm_trace_open_file(path, 0, err, sizeof err);
-    ASSERT_NOT_NULL(c.r);
-    collect_main(&c);
+    collected c;
+    ASSERT_EQ(collect_file(path, &c), 0);
     EXPECT_EQ(c.allocs, 7u);
     EXPECT_EQ(c.fatal, 0);
-    amm_trace_close(c.r);
     unlink(path);
 }
 
@@ -291,12 +299,8 @@ static size_t drain(amm_trace_reader *r, unsigned op, amm_trace_status *last) {
 }
 
 TEST(follow_reader_keeps_up_with_a_live_trace) {
-    char path[] = "/tmp/amm_trace_live_XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    char dest[64];
-    snprintf(dest, sizeof dest, "file:%s", path);
+    char path[64], dest[80];
+    temp_file_dest(path, sizeof path, dest, sizeof dest);
     amm_manager *m = traced(dest);
     ASSERT_NOT_NULL(m);
     char err[256];
