@@ -26,7 +26,8 @@
  * blocks for long; it runs with every signal blocked, so a closed pipe gives
  * EPIPE (then the destination is dead and later records are dropped and
  * counted), never a SIGPIPE that kills the program.  On stop it drains the
- * ring, giving up on a destination that accepts nothing for TW_PATIENCE_NS.
+ * ring, giving up on a destination that accepts nothing for TW_PATIENCE_NS;
+ * an atexit handler flushes the tracers of managers never destroyed.
  *
  * Sites are interned by (file pointer, line) in an open-addressed table of
  * TW_SITES entries; a SITE record (and STRING records with the name) is
