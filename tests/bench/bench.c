@@ -10,7 +10,8 @@
  * --json     one JSON document on stdout instead of the tables.
  * --seed N   seed of the randomised workloads (else $AMM_TEST_SEED, else 42);
  *            printed in the header.
- * --repeats  timed repetitions per cell, median reported (default 5).
+ * --repeats  timed repetitions per cell, median reported (default 5; 2 with
+ *            --quick, which only checks that every path works).
  * --only     comma-separated subset of: pairs,pool,mixed,threads,frag.
  * --alloc    comma-separated subset of the columns: glibc,mimalloc,jemalloc,
  *            amm-checked,amm-fast (for profiling one allocator; ratios need glibc).
@@ -87,7 +88,7 @@ static int parse_args(int argc, char **argv, args *a)
 {
     uint64_t v;
     memset(a, 0, sizeof *a);
-    a->opts.repeats = 5;
+    a->opts.repeats = 0; /* 0: the default for the mode, set below */
     a->opts.seed = 42;
     a->seed_from = "default";
     if (parse_u64(getenv("AMM_TEST_SEED"), &a->opts.seed) == 0)
@@ -124,6 +125,8 @@ static int parse_args(int argc, char **argv, args *a)
             return -1;
         }
     }
+    if (a->opts.repeats == 0)
+        a->opts.repeats = a->opts.quick ? 2 : 5;
     return 0;
 }
 
