@@ -122,6 +122,10 @@ static void amm_figures(bench_alloc *a, bench_kv *out)
     bench_kv_put(out, "amm_resident_end", (double)s.resident_bytes);
     bench_kv_put(out, "amm_reserved_end", (double)s.reserved_bytes);
     bench_kv_put(out, "amm_live_end", (double)s.live_bytes);
+    bench_kv_put(out, "amm_free_end", (double)s.free_bytes);
+    bench_kv_put(out, "amm_quarantine_end", (double)s.quarantine_bytes);
+    bench_kv_put(out, "amm_regions_end", (double)s.region_count);
+    bench_kv_put(out, "amm_large_end", (double)s.large_count);
 }
 
 int wl_mixed_child(bench_alloc *a, uint64_t seed, int quick, bench_kv *out)
