@@ -23,6 +23,7 @@
 #define _GNU_SOURCE /* POSIX and glibc extensions under -std=c11 */
 #include "bench.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -67,11 +68,20 @@ static int parse_u64(const char *text, uint64_t *out)
     char *end = NULL;
     if (text == NULL || *text == '\0' || *text == '-')
         return -1;
+    errno = 0;
     unsigned long long v = strtoull(text, &end, 0);
-    if (*end != '\0')
+    if (*end != '\0' || errno == ERANGE)
         return -1;
     *out = v;
     return 0;
+}
+
+/* Options taking a value: the value is missing or bad. */
+static int bad_value(const char *option, const char *value, const char *want)
+{
+    fprintf(stderr, "amm-bench: %s needs %s, got %s%s%s\n", option, want, value ? "'" : "nothing",
+            value ? value : "", value ? "'" : "");
+    return -1;
 }
 
 typedef struct args {
@@ -91,8 +101,12 @@ static int parse_args(int argc, char **argv, args *a)
     a->opts.repeats = 0; /* 0: the default for the mode, set below */
     a->opts.seed = 42;
     a->seed_from = "default";
-    if (parse_u64(getenv("AMM_TEST_SEED"), &a->opts.seed) == 0)
+    const char *env_seed = getenv("AMM_TEST_SEED");
+    if (env_seed != NULL && *env_seed != '\0') {
+        if (parse_u64(env_seed, &a->opts.seed) != 0)
+            return bad_value("AMM_TEST_SEED", env_seed, "an unsigned number");
         a->seed_from = "AMM_TEST_SEED";
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -100,17 +114,23 @@ static int parse_args(int argc, char **argv, args *a)
             a->opts.quick = 1;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
-        } else if (strcmp(arg, "--seed") == 0 && parse_u64(next, &a->opts.seed) == 0) {
+        } else if (strcmp(arg, "--seed") == 0) {
+            if (parse_u64(next, &a->opts.seed) != 0)
+                return bad_value(arg, next, "an unsigned number");
             a->seed_from = "--seed";
             i++;
-        } else if (strcmp(arg, "--repeats") == 0 && parse_u64(next, &v) == 0 && v >= 1 && v <= 15) {
+        } else if (strcmp(arg, "--repeats") == 0) {
+            if (parse_u64(next, &v) != 0 || v < 1 || v > 15)
+                return bad_value(arg, next, "a number from 1 to 15");
             a->opts.repeats = (int)v;
             i++;
-        } else if (strcmp(arg, "--only") == 0 && next != NULL) {
-            a->only = next;
-            i++;
-        } else if (strcmp(arg, "--alloc") == 0 && next != NULL) {
-            a->alloc = next;
+        } else if (strcmp(arg, "--only") == 0 || strcmp(arg, "--alloc") == 0) {
+            if (next == NULL || *next == '\0')
+                return bad_value(arg, next, "a comma-separated list");
+            if (strcmp(arg, "--only") == 0)
+                a->only = next;
+            else
+                a->alloc = next;
             i++;
         } else if (strcmp(arg, "--child") == 0 && i + 2 < argc) {
             a->child_workload = argv[++i];
@@ -119,8 +139,7 @@ static int parse_args(int argc, char **argv, args *a)
             usage(stdout);
             exit(0);
         } else {
-            fprintf(stderr, "amm-bench: bad argument '%s'%s\n", arg,
-                    next == NULL && arg[0] == '-' && arg[1] == '-' ? " (missing value?)" : "");
+            fprintf(stderr, "amm-bench: unknown argument '%s'\n", arg);
             usage(stderr);
             return -1;
         }
