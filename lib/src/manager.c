@@ -197,7 +197,8 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
         amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, NULL, 0, 0, file, line);
         return NULL;
     case AMM__PTR_INTERIOR:
-        if (b && b->state != AMM_BLOCK_FREE && (uintptr_t)ptr >= b->raw && (uintptr_t)ptr < b->raw + b->raw_size) {
+        if (b && (b->state == AMM_BLOCK_LIVE || b->state == AMM_BLOCK_QUARANTINED) && (uintptr_t)ptr >= b->raw &&
+            (uintptr_t)ptr < b->raw + b->raw_size) {
             amm__fault(m, AMM_ERR_INTERIOR_POINTER, ptr, b, op, NULL, (long long)((uintptr_t)ptr - b->user), 0, file, line);
         } else {
             amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op,
@@ -338,7 +339,7 @@ static int check_source(amm_manager *m, const void *src, size_t size, const char
     amm__block *b;
     amm__lookup_kind k = amm__lookup(m, src, &b);
     if (k == AMM__PTR_FOREIGN) return 0; /* not amm's memory: the caller vouches for it */
-    if (!b || b->state == AMM_BLOCK_FREE) {
+    if (!b || (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED)) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "the source is not a live block", 0, 0, file, line);
         return -1;
     }
