@@ -296,3 +296,36 @@ TEST(copy_of_a_freed_block)
     EXPECT_HEALTHY(m);
     amm_destroy(m);
 }
+
+TEST(null_manager_is_refused)
+{
+    long x = 5;
+    amm_stats st;
+    amm_pool_info pi;
+    h_capture cap;
+    char out[4096];
+    ASSERT_EQ(h_capture_begin(&cap), 0);    /* the default handler's lines */
+    EXPECT_NULL(amm_alloc(NULL, 10, 0));
+    EXPECT_EQ(amm_free(NULL, &x), -1);
+    EXPECT_NULL(amm_realloc(NULL, &x, 10, 0));
+    EXPECT_NULL(amm_copy(NULL, &x, sizeof x));
+    EXPECT_EQ(amm_retain(NULL, &x), 0u);
+    EXPECT_EQ(amm_release(NULL, &x), (unsigned)-1);
+    EXPECT_EQ(amm_size(NULL, &x), 0);
+    EXPECT_EQ(amm_owns(NULL, &x), 0);
+    EXPECT_EQ(amm_set_movable(NULL, &x, 1), -1);
+    EXPECT_NULL(amm_pool_create(NULL, 8, 8, 0));
+    EXPECT_EQ(amm_pool_info_get(NULL, NULL, &pi), -1);
+    EXPECT_EQ(amm_walk(NULL, NULL, NULL), 0);
+    EXPECT_EQ(amm_check_fast(NULL), 0);
+    EXPECT_NE(amm_check(NULL), 0);          /* a NULL manager is not healthy */
+    memset(&st, 0x55, sizeof st);
+    amm_get_stats(NULL, &st);
+    EXPECT_EQ(st.live_blocks, 0);
+    amm_defragment(NULL, AMM_DEFRAG_ALL, NULL);
+    amm_destroy(NULL);
+    h_capture_end(&cap, out, sizeof out);
+    EXPECT_EQ(x, 5);
+    EXPECT_CONTAINS(out, "amm: ");
+    EXPECT_CONTAINS(out, "NULL manager");
+}
