@@ -177,12 +177,14 @@ int wl_frag_child(bench_alloc *a, uint64_t seed, int quick, bench_kv *out)
         bench_kv_put(out, "rss_holes", bench_rss_now() - rss0);
         bench_alloc_footprint(a, &fp);
         bench_kv_put(out, "reserved_before", fp.reserved);
+        bench_kv_put(out, "resident_before", fp.resident);
         uint64_t t0 = bench_cpu_ns();
         frag_give_back(&st, out);
         bench_kv_put(out, "give_back_ns", (double)(bench_cpu_ns() - t0));
         bench_kv_put(out, "rss_after", bench_rss_now() - rss0);
         bench_alloc_footprint(a, &fp);
         bench_kv_put(out, "reserved_after", fp.reserved);
+        bench_kv_put(out, "resident_after", fp.resident);
     }
     if (frag_verify_and_free(&st) != 0 || bench_alloc_end(a) != 0)
         rc = -1;
@@ -191,51 +193,62 @@ int wl_frag_child(bench_alloc *a, uint64_t seed, int quick, bench_kv *out)
     return rc;
 }
 
-static void frag_row(bench_table *t, const int *col, const bench_kv *kv)
+/* The table's numeric columns: a child's key, shown divided by scale. */
+static const struct {
+    const char *title;
+    const char *key;
+    double scale;
+} frag_cols[] = {
+    {"live MiB", "live", 1048576.0},
+    {"RSS full", "rss_full", 1048576.0},
+    {"RSS holes", "rss_holes", 1048576.0},
+    {"RSS after", "rss_after", 1048576.0},
+    {"own reserved before", "reserved_before", 1048576.0},
+    {"own reserved after", "reserved_after", 1048576.0},
+    {"own resident before", "resident_before", 1048576.0},
+    {"own resident after", "resident_after", 1048576.0},
+    {"moved MiB", "moved", 1048576.0},
+    {"give-back ms", "give_back_ns", 1e6},
+};
+enum { FRAG_NCOLS = sizeof frag_cols / sizeof frag_cols[0] };
+
+static void frag_row(bench_table *t, int row, const int *col, int c_frag, const bench_kv *kv)
 {
-    int row = t->nrows - 1;
-    const double mib = 1048576.0;
-    bench_table_num(t, row, col[1], bench_kv_get(kv, "live", -1) / mib, 2);
-    bench_table_num(t, row, col[2], bench_kv_get(kv, "rss_full", -1) / mib, 2);
-    bench_table_num(t, row, col[3], bench_kv_get(kv, "rss_holes", -1) / mib, 2);
-    bench_table_num(t, row, col[4], bench_kv_get(kv, "rss_after", -1) / mib, 2);
-    double rb = bench_kv_get(kv, "reserved_before", -1), ra = bench_kv_get(kv, "reserved_after", -1);
-    bench_table_num(t, row, col[5], rb < 0 ? -1 : rb / mib, 2);
-    bench_table_num(t, row, col[6], ra < 0 ? -1 : ra / mib, 2);
+    for (int c = 0; c < FRAG_NCOLS; c++) {
+        double v = bench_kv_get(kv, frag_cols[c].key, -1);
+        bench_table_num(t, row, col[c], v < 0 ? -1 : v / frag_cols[c].scale, 2);
+    }
     double fb = bench_kv_get(kv, "frag_before", -1), fa = bench_kv_get(kv, "frag_after", -1);
     if (fb >= 0)
-        bench_table_text(t, row, col[7], "%.1f%% -> %.1f%%", fb * 100, fa * 100);
+        bench_table_text(t, row, c_frag, "%.1f%% -> %.1f%%", fb * 100, fa * 100);
     else
-        bench_table_text(t, row, col[7], "-");
-    double moved = bench_kv_get(kv, "moved", -1);
-    bench_table_num(t, row, col[8], moved < 0 ? -1 : moved / mib, 2);
-    bench_table_num(t, row, col[9], bench_kv_get(kv, "give_back_ns", -1) / 1e6, 2);
+        bench_table_text(t, row, c_frag, "-");
 }
 
 void wl_frag(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
 {
-    static const char *const names[] = {"allocator", "live MiB", "RSS full", "RSS holes", "RSS after",
-                                        "reserved before", "reserved after", "ext frag", "moved MiB",
-                                        "give-back ms"};
     bench_table t;
     char title[200];
-    int col[10];
+    int col[FRAG_NCOLS];
     snprintf(title, sizeof title,
              "fragmentation: %s blocks of 16 B-4 KiB, free every other, then compact/trim (seed %llu)",
              o->quick ? "400" : "20000", (unsigned long long)o->seed);
     bench_table_init(&t, title,
-                     "RSS in MiB above the fresh process's start; reserved = allocator's own figure "
-                     "(glibc arena+mmap, mimalloc committed, jemalloc mapped, amm reserved_bytes).");
-    for (int c = 0; c < 10; c++)
-        col[c] = bench_table_col(&t, names[c]);
+                     "MiB. RSS: the fresh process's growth. own = the allocator's figure: reserved = glibc "
+                     "arena+mmap, mimalloc committed, jemalloc mapped, amm reserved_bytes; resident = "
+                     "jemalloc stats.resident, amm resident_bytes.");
+    int c_name = bench_table_col(&t, "allocator");
+    for (int c = 0; c < FRAG_NCOLS; c++)
+        col[c] = bench_table_col(&t, frag_cols[c].title);
+    int c_frag = bench_table_col(&t, "ext frag");
     for (int k = 0; k < BENCH_KIND_COUNT; k++) {
         int row = bench_table_row(&t);
         bench_kv kv;
-        bench_table_text(&t, row, col[0], "%s", all[k].name);
-        if (!all[k].available)
-            bench_table_text(&t, row, col[1], "n/a");
-        else if (bench_run_child("frag", all[k].name, o->seed, o->quick, &kv) == 0) {
-            frag_row(&t, col, &kv);
+        bench_table_text(&t, row, c_name, "%s", all[k].name);
+        if (!all[k].available) {
+            bench_table_text(&t, row, col[0], "n/a");
+        } else if (bench_run_child("frag", all[k].name, o->seed, o->quick, &kv) == 0) {
+            frag_row(&t, row, col, c_frag, &kv);
             if (k == BENCH_AMM_FAST || k == BENCH_AMM_CHECKED)
                 bench_target_observe(k == BENCH_AMM_FAST ? BENCH_TARGET_FRAG_FAST : BENCH_TARGET_FRAG_CHECKED,
                                      bench_kv_get(&kv, "frag_after", -1), "frag");
