@@ -28,7 +28,8 @@
  *   h_block_info(m, p, &info) the walker's record of a block
  *   h_rng, h_rand, h_rand_range   seedable random numbers (splitmix64)
  *   h_fill / h_verify         a pattern keyed by a number, and its check
- *   h_unpoison(p, n)          let a deliberate out-of-bounds write through ASan
+ *   h_unpoison(p, n)          let a deliberate out-of-bounds access through
+ *                             ASan (and Valgrind)
  *   h_capture_begin[_fd] / h_capture_end   collect what stderr/stdout printed
  *
  * Seeds: h_seed() is AMM_TEST_SEED from the environment or `--seed N` from
@@ -343,10 +344,10 @@ static inline long long h_verify(const void *p, size_t n, uint64_t key)
 }
 
 /*
- * Tests that write outside a block on purpose (canaries, quarantined
- * memory) call h_unpoison first, so AddressSanitizer - which sees those
- * bytes as poisoned when the library poisons them - lets the write through
- * and the library's own detection is what gets tested.
+ * Tests that touch bytes outside a block on purpose (canaries, quarantined
+ * memory) call h_unpoison first, so AddressSanitizer or Valgrind - which see
+ * those bytes as poisoned when the library marks them - let the access
+ * through and the library's own detection is what gets tested.
  */
 #if defined(__SANITIZE_ADDRESS__)
 #define H_ASAN 1
@@ -358,14 +359,23 @@ static inline long long h_verify(const void *p, size_t n, uint64_t key)
 #ifdef H_ASAN
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
+/* Under Valgrind (when its header exists) the same bytes are made addressable. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define H_VALGRIND 1
+#endif
+#endif
 static inline void h_unpoison(const void *p, size_t n)
 {
 #ifdef H_ASAN
     __asan_unpoison_memory_region(p, n);
-#else
+#endif
+#ifdef H_VALGRIND
+    (void)VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
     (void)p;
     (void)n;
-#endif
 }
 
 static inline int h_is_aligned(const void *p, size_t align)
