@@ -314,16 +314,66 @@ static int own_slot(ctx *c, uint32_t i) { return i < c->x->nslots && (c->x->thre
 
 /* ---- one function per op ----------------------------------------------- */
 
+/* The slots used in each of the context's pools. */
+static void pool_usage(ctx *c, size_t used[AMM_OPS_POOLS]) {
+    for (size_t i = 0; i < c->pool_count; i++) {
+        amm_pool_info info;
+        used[i] = amm_pool_info_get(c->x->m, c->pools[i], &info) == 0 ? info.used : 0;
+    }
+}
+
+/*
+ * The pool amm_alloc must take a slot from: the one pool with the smallest
+ * block size among those whose slots fit size and alignment, if it has a free
+ * slot.  -1 when nothing is claimed (no pool fits, a tie, or it is full).
+ */
+static long pool_expected(ctx *c, size_t size, size_t align) {
+    long best = -1;
+    int tie = 0;
+    amm_pool_info bi, info;
+    memset(&bi, 0, sizeof bi);
+    for (size_t i = 0; size > 0 && i < c->pool_count; i++) {
+        if (amm_pool_info_get(c->x->m, c->pools[i], &info) || size > info.block_size || eff_align(align) > info.alignment)
+            continue;
+        if (best < 0 || info.block_size < bi.block_size) {
+            best = (long)i, bi = info, tie = 0;
+        } else if (info.block_size == bi.block_size) {
+            tie = 1;
+        }
+    }
+    return best >= 0 && !tie && bi.free > 0 ? best : -1;
+}
+
+/* After a successful alloc: the claimed pool gave the slot, or (no_pool) no pool did. */
+static int verify_pool_choice(ctx *c, long want, int no_pool, const size_t before[AMM_OPS_POOLS]) {
+    size_t after[AMM_OPS_POOLS];
+    pool_usage(c, after);
+    for (size_t i = 0; i < c->pool_count; i++) {
+        if (no_pool && after[i] != before[i]) return fail(c, "alloc with nopool took a slot of pool %zu", i);
+        if ((long)i == want && after[i] != before[i] + 1)
+            return fail(c, "alloc did not take a slot of pool %zu, the smallest that fits and has a free slot", i);
+    }
+    return RUN_OK;
+}
+
 static int op_alloc(ctx *c, const amm_op *op) {
     if (!own_slot(c, op->slot) || c->x->slots[op->slot].ptr) return RUN_SKIPPED;
     unsigned flags = op->flags & 7u;
+    int single = c->x->threads == 1 && valid_align(op->align);
+    size_t before[AMM_OPS_POOLS];
+    long want = -1;
     if (c->x->threads > 1) flags &= ~AMM_ALLOC_MOVABLE;
+    if (single) {
+        pool_usage(c, before);
+        if (!(flags & AMM_ALLOC_NO_POOL)) want = pool_expected(c, (size_t)op->size, (size_t)op->align);
+    }
     void *p = amm_alloc_at(c->x->m, (size_t)op->size, (size_t)op->align, flags, EXEC_SITE, site_line(c->op));
     if (!valid_align(op->align)) {
         if (p) return fail(c, "alloc with alignment %llu returned %p", (unsigned long long)op->align, p);
         return expect_one(c, AMM_ERR_BAD_ALIGNMENT, 0, 0, 0);
     }
-    return took_block(c, op->slot, p, (size_t)op->size, (size_t)op->align, flags, "alloc");
+    if (took_block(c, op->slot, p, (size_t)op->size, (size_t)op->align, flags, "alloc")) return RUN_FAIL;
+    return p && single ? verify_pool_choice(c, want, (flags & AMM_ALLOC_NO_POOL) != 0, before) : RUN_OK;
 }
 
 /* Frees a live slot whose refcount is 1, checking its pattern first. */
@@ -721,8 +771,67 @@ static int span_cmp(const void *l, const void *r) {
     return x->a < y->a ? -1 : x->a > y->a;
 }
 
-/* No two live blocks share a byte (a zero-length block counts as one byte). */
-static int verify_disjoint(ctx *c) {
+/* The live blocks as the walker shows them. */
+typedef struct walked {
+    amm_block_info *v;
+    size_t n, cap;
+    int oom;
+} walked;
+
+static int walk_live(const amm_block_info *bi, void *user) {
+    walked *w = user;
+    if (bi->state != AMM_BLOCK_LIVE) return 0;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        amm_block_info *grown = realloc(w->v, cap * sizeof *grown);
+        if (!grown) return w->oom = 1;
+        w->v = grown;
+        w->cap = cap;
+    }
+    w->v[w->n++] = *bi;
+    return 0;
+}
+
+static int info_cmp(const void *l, const void *r) {
+    uintptr_t a = (uintptr_t)((const amm_block_info *)l)->user, b = (uintptr_t)((const amm_block_info *)r)->user;
+    return a < b ? -1 : a > b;
+}
+
+/* The walker shows exactly the model's live blocks (v, n: sorted spans), with their size,
+ * refcount, movable flag, alignment and intact canaries. */
+static int verify_walk(ctx *c, const span *v, size_t n) {
+    exec *x = c->x;
+    walked w = {0};
+    amm_walk(x->m, walk_live, &w);
+    int r = RUN_OK;
+    if (w.oom) goto done; /* no memory for the check: skip it rather than report a false fault */
+    if (w.n) qsort(w.v, w.n, sizeof *w.v, info_cmp);
+    for (size_t i = 0; i < w.n || i < n; i++) {
+        if (i >= w.n || i >= n || (uintptr_t)w.v[i].user != v[i].a) {
+            const void *p = i < w.n ? w.v[i].user : NULL;
+            r = fail(c, "the walker shows %zu live blocks, the model %zu (first difference: %p / slot %zu)", w.n, n,
+                     p, i < n ? v[i].slot : (size_t)-1);
+            break;
+        }
+        const slot *s = &x->slots[v[i].slot];
+        const amm_block_info *b = &w.v[i];
+        if (b->size != s->size || b->refcount != s->rc || !b->canary_ok || b->alignment < eff_align(s->align) ||
+            ((b->flags & AMM_ALLOC_MOVABLE) != 0) != (s->movable != 0)) {
+            r = fail(c, "slot %zu: the walker shows size %zu refcount %u alignment %zu movable %d canaries %s; "
+                        "the model has size %zu refcount %u alignment %zu movable %d",
+                     v[i].slot, b->size, b->refcount, b->alignment, (b->flags & AMM_ALLOC_MOVABLE) != 0,
+                     b->canary_ok ? "intact" : "damaged", s->size, s->rc, eff_align(s->align), s->movable);
+            break;
+        }
+    }
+done:
+    free(w.v);
+    return r;
+}
+
+/* No two live blocks share a byte (a zero-length block counts as one byte), and the
+ * walker agrees with the model about every live block. */
+static int verify_blocks(ctx *c) {
     exec *x = c->x;
     span *v = malloc((x->nslots ? x->nslots : 1) * sizeof *v);
     size_t n = 0;
@@ -740,8 +849,9 @@ static int verify_disjoint(ctx *c) {
             return fail(c, "slots %zu and %zu overlap", s1, s2);
         }
     }
+    int r = verify_walk(c, v, n);
     free(v);
-    return RUN_OK;
+    return r;
 }
 
 /* The full model check: amm_check, placement, patterns, disjointness, stats. */
@@ -758,7 +868,7 @@ static int checkpoint(ctx *c, int whole) {
         blocks++;
         bytes += x->slots[i].size;
     }
-    if (verify_disjoint(c)) return RUN_FAIL;
+    if (verify_blocks(c)) return RUN_FAIL;
     amm_stats st;
     amm_get_stats(x->m, &st);
     if (expect(c, 0, 0, 0)) return RUN_FAIL;
