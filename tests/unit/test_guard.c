@@ -582,3 +582,37 @@ TEST(check_every_finds_damage_by_itself)
     EXPECT_HEALTHY(m);
     amm_destroy(m);
 }
+
+/* A free pool slot is all guard bytes: a write into it is found by amm_check. */
+TEST(write_into_free_pool_slot)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0", &f);
+    amm_pool *pool = amm_pool_create(m, 32, 4, 16);
+    amm_pool_info pi;
+    unsigned char *p, *never;
+    ASSERT_NOT_NULL(pool);
+    ASSERT_EQ(amm_pool_info_get(m, pool, &pi), 0);
+    p = (unsigned char *)amm_pool_alloc_at(m, pool, 32, 0, __FILE__, __LINE__);
+    ASSERT_NOT_NULL(p);
+    /* a slot never handed out: the next one, wrapping round */
+    never = (unsigned char *)((uintptr_t)pi.base +
+                              ((((uintptr_t)p - (uintptr_t)pi.base) / pi.stride + 1) % 4) * pi.stride +
+                              ((uintptr_t)p - (uintptr_t)pi.base) % pi.stride);
+    EXPECT_EQ(amm_free(m, p), 0);           /* straight back to the free slots */
+    write_after_free(p, 3, 1);
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.offset, 3);
+    EXPECT_EQ(f.last.bytes, 1);
+    EXPECT_EQ(amm_check(m), 0);             /* refilled */
+    write_after_free(never, 10, 4);
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(f.last.offset, 10);
+    EXPECT_EQ(f.last.bytes, 4);
+    EXPECT_EQ(amm_check(m), 0);
+    amm_destroy(m);
+}

@@ -579,3 +579,89 @@ TEST(compaction_moves_only_movable_blocks)
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
+
+TEST(realloc_impossible_size_keeps_block)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    void *p;
+    ALLOC_OK(m, p, 50, 0);
+    h_fill(p, 50, 6);
+    EXPECT_NULL(amm_realloc(m, p, SIZE_MAX, 0));
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_BAD_SIZE);
+    EXPECT_NULL(amm_realloc(m, p, 64, 3)); /* bad alignment: refused too */
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.last.kind, AMM_ERR_BAD_ALIGNMENT);
+    EXPECT_EQ(amm_size(m, p), 50);          /* the old block untouched */
+    EXPECT_EQ(h_verify(p, 50, 6), -1);
+    EXPECT_HEALTHY(m);
+    FREE_OK(m, p);
+    amm_destroy(m);
+}
+
+TEST(set_movable_decides_what_compaction_moves)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    moves mv;
+    void *a, *b, *c;
+    memset(&mv, 0, sizeof mv);
+    amm_set_move_callback(m, on_move, &mv);
+    ALLOC_OK(m, a, 100, 0);
+    ALLOC_OK(m, b, 100, 0);
+    ALLOC_OK(m, c, 100, 0);
+    h_fill(c, 100, 7);
+    FREE_OK(m, b);                                 /* a hole just below c */
+    amm_defragment(m, AMM_DEFRAG_COMPACT, NULL);   /* nothing movable yet */
+    EXPECT_EQ(mv.n, 0);
+    EXPECT_EQ(amm_set_movable(m, c, 1), 0);
+    EXPECT_EQ(amm_set_movable(m, c, 0), 0);        /* pinned again */
+    amm_defragment(m, AMM_DEFRAG_COMPACT, NULL);
+    EXPECT_EQ(mv.n, 0);
+    EXPECT_HEAP(m, "[U144 F144 U144 F*]");
+    EXPECT_EQ(amm_set_movable(m, c, 1), 0);
+    amm_defragment(m, AMM_DEFRAG_COMPACT, NULL);
+    EXPECT_HEALTHY(m);
+    ASSERT_EQ(mv.n, 1);                            /* c slides into b's hole */
+    EXPECT_EQ(mv.old_ptr[0], c);
+    EXPECT_EQ(mv.new_ptr[0], b);
+    EXPECT_EQ(h_verify(b, 100, 7), -1);
+    EXPECT_HEAP(m, "[U144 U144 F*]");
+    FREE_OK(m, a);
+    FREE_OK(m, b);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(many_live_blocks)
+{
+    enum { N = 20000 };
+    static void *p[N];
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_stats st;
+    size_t bytes = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t size = 8 + i % 57;
+        p[i] = amm_alloc(m, size, 0);
+        ASSERT_NOT_NULL(p[i]);
+        *(uint32_t *)p[i] = (uint32_t)i;
+        bytes += size;
+    }
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.live_blocks, N);
+    EXPECT_EQ(st.live_bytes, bytes);
+    EXPECT_HEALTHY(m);
+    for (size_t i = 0; i < N; i++) {
+        EXPECT_EQ(amm_owns(m, p[i]), 1);
+        EXPECT_EQ(*(uint32_t *)p[i], (uint32_t)i);
+        if (i % 2)
+            EXPECT_EQ(amm_free(m, p[i]), 0);
+    }
+    for (size_t i = 0; i < N; i += 2)
+        EXPECT_EQ(amm_free(m, p[i]), 0);
+    EXPECT_HEALTHY(m);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}

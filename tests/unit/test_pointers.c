@@ -329,3 +329,32 @@ TEST(null_manager_is_refused)
     EXPECT_CONTAINS(out, "amm: ");
     EXPECT_CONTAINS(out, "NULL manager");
 }
+
+TEST(copy_sources)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0", &f);
+    unsigned char *p = (unsigned char *)amm_alloc(m, 64, 0), *c, *gone;
+    ASSERT_NOT_NULL(p);
+    h_fill(p, 64, 11);
+    c = (unsigned char *)amm_copy(m, p + 8, 56); /* inside the block, to its end */
+    ASSERT_NOT_NULL(c);
+    EXPECT_EQ(memcmp(c, p + 8, 56), 0);
+    EXPECT_EQ(amm_free(m, c), 0);
+    EXPECT_NULL(amm_copy(m, p + 8, 60));     /* 4 bytes too many */
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_OVERFLOW);
+    EXPECT_EQ(f.last.bytes, 4);
+    EXPECT_NULL(amm_copy(m, NULL, 10));      /* NULL with a size */
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.last.kind, AMM_ERR_INVALID_POINTER);
+    gone = (unsigned char *)amm_alloc(m, 64, 0);
+    ASSERT_NOT_NULL(gone);
+    EXPECT_EQ(amm_free(m, gone), 0);         /* its chunk is free space now */
+    EXPECT_NULL(amm_copy(m, gone, 8));
+    EXPECT_FAULTS(&f, 3);
+    EXPECT_TRUE(f.last.kind == AMM_ERR_INVALID_POINTER || f.last.kind == AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}

@@ -358,3 +358,69 @@ TEST(pool_stats)
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
+
+/* The user pointer slot `idx` would have, from one handed-out block's place. */
+static void *slot_user(amm_manager *m, amm_pool *pool, const void *known, size_t idx)
+{
+    amm_pool_info pi = info_of(m, pool);
+    uintptr_t front = ((uintptr_t)known - (uintptr_t)pi.base) % pi.stride;
+    return (void *)((uintptr_t)pi.base + idx * pi.stride + front);
+}
+
+static size_t slot_index(amm_manager *m, amm_pool *pool, const void *p)
+{
+    amm_pool_info pi = info_of(m, pool);
+    return ((uintptr_t)p - (uintptr_t)pi.base) / pi.stride;
+}
+
+TEST(never_allocated_slot_refused)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_pool *pool = amm_pool_create(m, 32, 4, 16);
+    void *p, *other;
+    ASSERT_NOT_NULL(pool);
+    p = amm_pool_alloc_at(m, pool, 32, 0, __FILE__, __LINE__);
+    ASSERT_NOT_NULL(p);
+    other = slot_user(m, pool, p, (slot_index(m, pool, p) + 1) % 4); /* a slot nobody got */
+    EXPECT_EQ(amm_free(m, other), -1);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_INVALID_POINTER);
+    EXPECT_EQ(amm_retain(m, other), 0u);
+    EXPECT_NULL(amm_realloc(m, other, 8, 0));
+    EXPECT_EQ(amm_owns(m, other), 0);
+    EXPECT_FAULTS(&f, 3);
+    EXPECT_EQ(info_of(m, pool).used, 1);
+    EXPECT_EQ(info_of(m, pool).free, 3);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
+TEST(pointers_between_and_after_slots)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_pool *pool = amm_pool_create(m, 40, 3, 16);
+    amm_pool_info pi;
+    unsigned char *p;
+    ASSERT_NOT_NULL(pool);
+    p = (unsigned char *)amm_pool_alloc_at(m, pool, 40, 0, __FILE__, __LINE__);
+    ASSERT_NOT_NULL(p);
+    pi = info_of(m, pool);
+    /* the slot's own front canary, its first byte, and past the last slot */
+    EXPECT_EQ(amm_free(m, (void *)((uintptr_t)p - 1)), -1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_INTERIOR_POINTER);
+    EXPECT_EQ(amm_free(m, (void *)((uintptr_t)pi.base + slot_index(m, pool, p) * pi.stride)), -1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_INTERIOR_POINTER);
+    if (pi.slab_bytes > pi.stride * pi.block_count) {
+        EXPECT_EQ(amm_free(m, (void *)((uintptr_t)pi.base + pi.stride * pi.block_count)), -1);
+        EXPECT_TRUE(f.last.kind == AMM_ERR_INTERIOR_POINTER || f.last.kind == AMM_ERR_INVALID_POINTER);
+        EXPECT_FAULTS(&f, 3);
+    } else {
+        EXPECT_FAULTS(&f, 2);
+    }
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
