@@ -66,9 +66,9 @@ double bench_median(double *values, size_t n)
 static void interleave(bench_alloc all[BENCH_KIND_COUNT], bench_run_fn fn, void *arg, int repeats,
                        double out[BENCH_KIND_COUNT])
 {
-    double runs[BENCH_KIND_COUNT][16];
+    double runs[BENCH_KIND_COUNT][64];
     int ok[BENCH_KIND_COUNT];
-    repeats = repeats < 1 ? 1 : repeats > 16 ? 16 : repeats;
+    repeats = repeats < 1 ? 1 : repeats > 64 ? 64 : repeats;
     for (int k = 0; k < BENCH_KIND_COUNT; k++) {
         ok[k] = all[k].available && fn(&all[k], arg) >= 0;
         out[k] = -1;
