@@ -11,6 +11,9 @@
  */
 #include "../harness.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 /* No quarantine: freed chunks go straight back to the free lists. */
 #define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K"
 
@@ -665,3 +668,88 @@ TEST(many_live_blocks)
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
+
+/* ---- out of memory: the system refuses, amm reports and stays whole ---- */
+
+#if defined(H_ASAN) || defined(__SANITIZE_THREAD__)
+#define OOM_SKIP 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define OOM_SKIP 1
+#endif
+#endif
+
+/* Bytes of address space in use now (first field of /proc/self/statm, pages). */
+static size_t vm_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Runs in a child with a tight address-space limit; returns its failures. */
+static int oom_child(void)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=1M,large_threshold=256K,quarantine=0,quarantine_blocks=0", &f);
+    struct rlimit lim;
+    void *keep[64];
+    size_t n = 0;
+    unsigned char *small;
+    small = (unsigned char *)amm_alloc(m, 100, 0);
+    if (!small)
+        return 100;
+    h_fill(small, 100, 9);
+    lim.rlim_cur = lim.rlim_max = vm_bytes() + ((size_t)6 << 20);
+    if (setrlimit(RLIMIT_AS, &lim) != 0)
+        return 101;
+    EXPECT_NULL(amm_alloc(m, (size_t)64 << 20, 0));        /* a large mapping */
+    EXPECT_EQ(f.last.kind, AMM_ERR_OUT_OF_MEMORY);
+    EXPECT_NULL(amm_pool_create(m, 4096, 100000, 16));     /* a 400 MB slab */
+    EXPECT_EQ(f.last.kind, AMM_ERR_OUT_OF_MEMORY);
+    EXPECT_NULL(amm_realloc(m, small, (size_t)64 << 20, 0));
+    EXPECT_EQ(f.last.kind, AMM_ERR_OUT_OF_MEMORY);
+    EXPECT_EQ(h_verify(small, 100, 9), -1);                /* untouched */
+    while (n < 64 && (keep[n] = amm_alloc(m, 200000, 0)) != NULL) /* regions run out */
+        n++;
+    EXPECT_LT(n, 64);
+    EXPECT_EQ(f.last.kind, AMM_ERR_OUT_OF_MEMORY);
+    EXPECT_GE(f.kinds[AMM_ERR_OUT_OF_MEMORY], 4);
+    EXPECT_EQ(f.count, f.kinds[AMM_ERR_OUT_OF_MEMORY]);
+    EXPECT_HEALTHY(m);
+    while (n > 0)
+        EXPECT_EQ(amm_free(m, keep[--n]), 0);
+    EXPECT_EQ(amm_free(m, small), 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+    return atomic_load(&h_st.failures);
+}
+
+TEST(out_of_memory_is_reported)
+{
+#ifdef OOM_SKIP
+    printf("    skipped: sanitizer runtimes need more address space than the limit leaves\n");
+    EXPECT_TRUE(1);
+#else
+    pid_t pid;
+    int status = 0;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0)
+        _exit(oom_child());
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status));
+    if (WIFEXITED(status))
+        EXPECT_EQ(WEXITSTATUS(status), 0);  /* the child's failed checks (printed above) */
+    else
+        printf("    child killed by signal %d\n", WTERMSIG(status));
+#endif
+}
+
