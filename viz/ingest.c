@@ -76,6 +76,14 @@ static void set_message(vz_ingest *g, const char *text)
     pthread_mutex_unlock(&g->lock);
 }
 
+static void set_failed(vz_ingest *g, const char *text)
+{
+    pthread_mutex_lock(&g->lock);
+    copy_text(g->st.message, sizeof g->st.message, text);
+    g->st.failed = 1;
+    pthread_mutex_unlock(&g->lock);
+}
+
 /* ---- store ----------------------------------------------------------------- */
 
 static uint64_t store_base(const vz_ingest *g) { return g->base_chunk * VZ_CHUNK; }
@@ -279,7 +287,10 @@ static void read_stream(vz_ingest *g, amm_trace_reader *r, int fd)
             pthread_mutex_unlock(&g->lock);
         } else {
             const char *e = amm_trace_error(r);
-            if (s == AMM_TRACE_FATAL || (e && *e)) set_message(g, e && *e ? e : "unreadable stream");
+            if (s == AMM_TRACE_FATAL)
+                set_failed(g, e && *e ? e : "unreadable stream");
+            else if (e && *e)
+                set_message(g, e);
             break;
         }
     }
@@ -294,7 +305,7 @@ static void run_fd_source(vz_ingest *g, int fd, int own)
     char err[256] = "";
     amm_trace_reader *r = amm_trace_open_fd(fd, own, g->follow ? AMM_TRACE_FOLLOW : 0u, err, sizeof err);
     if (!r) {
-        set_message(g, err);
+        set_failed(g, err);
         if (own) close(fd);
         return;
     }
@@ -326,7 +337,7 @@ static void run_source(vz_ingest *g)
         if (fd < 0) {
             char msg[600];
             snprintf(msg, sizeof msg, "cannot open %s: %s", g->path, strerror(errno));
-            set_message(g, msg);
+            set_failed(g, msg);
         } else {
             run_fd_source(g, fd, 1);
         }

@@ -40,6 +40,7 @@ typedef struct vz_stat {
     uint64_t streams;            /* streams (connections, files) opened */
     int connected;               /* a stream is open now */
     int finished;                /* the source ended (file/stdin at END, fatal error) */
+    int failed;                  /* it ended on an error: unreadable, not a trace, cannot open */
     int waiting;                 /* the ingest thread waits for the consumer (store full) */
     char message[256];           /* latest error or notice, "" if none */
 } vz_stat;

@@ -106,11 +106,14 @@ static void usage(FILE *out)
             "  --select ADDR      show this block's details\n"
             "  --help-overlay     show the key help\n"
             "  --dump             print the model as text at the end (headless)\n"
-            "  --script STEPS     ';'-separated: wait-end, wait-events N, frames N, key K, screenshot F, quit\n"
+            "  --script STEPS     ';'-separated steps run in order: wait-end, wait-events N,\n"
+            "                     wait-streams N (N writers came and went), frames N, key K,\n"
+            "                     screenshot FILE, quit (closes the window like the user would)\n"
             "  --quit-on-end      quit once the source ended and everything is shown\n"
             "  --max-events N     events kept for seeking (default 2M)\n"
             "  --font PATH        a monospace TTF font\n"
             "  --bench N          measure fps with N live blocks and the ingest rate, then exit\n"
+            "  --check-display    exit 0 if a window can be opened, 1 if not\n"
             "keys: ? in the window\n");
 }
 
@@ -155,11 +158,11 @@ static int parse_script(app *a, const char *script)
         s->cmd[clen] = '\0';
         if (sp) memcpy(s->arg, sp + 1, alen);
         s->arg[alen] = '\0';
-        static const char *const known[] = {"wait-end", "wait-events", "frames", "key", "screenshot", "quit"};
+        static const char *const known[] = {"wait-end", "wait-events", "wait-streams", "frames", "key", "screenshot", "quit"};
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) ok |= strcmp(s->cmd, known[k]) == 0;
         if (!ok) {
-            fprintf(stderr, "amm-viz: --script: unknown step \"%s\" (wait-end, wait-events N, frames N, key K, "
+            fprintf(stderr, "amm-viz: --script: unknown step \"%s\" (wait-end, wait-events N, wait-streams N, frames N, key K, "
                             "screenshot FILE, quit)\n", s->cmd);
             return -1;
         }
@@ -168,7 +171,28 @@ static int parse_script(app *a, const char *script)
     return 0;
 }
 
-/* Returns 0 to run, 1 to exit successfully (--help), -1 on a usage error. */
+/* 1 if a real window can be opened: SDL's offscreen and dummy drivers do not count. */
+static int display_usable(void)
+{
+    if (SDL_Init(SDL_INIT_VIDEO) != 0) {
+        fprintf(stderr, "amm-viz: no display: %s\n", SDL_GetError());
+        return 0;
+    }
+    const char *drv = SDL_GetCurrentVideoDriver();
+    int ok = drv && strcmp(drv, "offscreen") != 0 && strcmp(drv, "dummy") != 0 && strcmp(drv, "evdev") != 0 &&
+             strcmp(drv, "KMSDRM") != 0;
+    if (ok) {
+        SDL_Window *w = SDL_CreateWindow("amm-viz", 0, 0, 64, 64, SDL_WINDOW_HIDDEN);
+        ok = w != NULL;
+        if (w) SDL_DestroyWindow(w);
+    }
+    if (!ok) fprintf(stderr, "amm-viz: no usable display (video driver %s)\n", drv ? drv : "none");
+    SDL_Quit();
+    return ok;
+}
+
+/* Returns 0 to run, 1 to exit successfully (--help, --check-display ok), -1 on a usage error,
+ * -3 when --check-display finds no display. */
 static int parse_args(app *a, int argc, char **argv)
 {
     app_opts *o = &a->o;
@@ -192,6 +216,8 @@ static int parse_args(app *a, int argc, char **argv)
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             return 1;
+        } else if (strcmp(s, "--check-display") == 0) {
+            return display_usable() ? 1 : -3;
         } else if (strcmp(s, "--listen") == 0) {
             NEED_VAL();
             o->kind = VZ_SRC_LISTEN;
@@ -546,6 +572,8 @@ static int script_step(app *a, const vz_stat *st)
     app_step *s = &a->steps[a->step];
     if (strcmp(s->cmd, "wait-end") == 0) return source_done(a, st);
     if (strcmp(s->cmd, "wait-events") == 0) return a->pl.cursor >= strtoull(s->arg, NULL, 0);
+    if (strcmp(s->cmd, "wait-streams") == 0)
+        return st->streams >= strtoull(s->arg, NULL, 0) && !st->connected && a->pl.cursor >= st->count;
     if (strcmp(s->cmd, "frames") == 0) return ++a->step_frames > strtoul(s->arg, NULL, 0);
     if (strcmp(s->cmd, "screenshot") == 0) {
         a->pending_shot = s->arg;
@@ -673,6 +701,11 @@ static int open_display(app *a)
         fprintf(stderr, "amm-viz: no display (%s); use --headless --screenshot OUT.png\n", SDL_GetError());
         return -1;
     }
+    const char *drv = SDL_GetCurrentVideoDriver();
+    if (!getenv("SDL_VIDEODRIVER") && drv && (strcmp(drv, "offscreen") == 0 || strcmp(drv, "dummy") == 0)) {
+        fprintf(stderr, "amm-viz: no display (SDL video driver %s); use --headless --screenshot OUT.png\n", drv);
+        return -1;
+    }
     a->win = SDL_CreateWindow("amm-viz", SDL_WINDOWPOS_UNDEFINED, SDL_WINDOWPOS_UNDEFINED, a->o.w, a->o.h,
                               SDL_WINDOW_RESIZABLE);
     if (!a->win) {
@@ -702,9 +735,9 @@ static void close_display(app *a)
 static void dump_model(const vm_model *m)
 {
     char pic[65536];
-    printf("model: events %" PRIu64 " live %zu (%" PRIu64 " B) quarantined %zu regions %zu faults %" PRIu64
+    printf("model: events %" PRIu64 " last seq %" PRIu64 " live %zu (%" PRIu64 " B) quarantined %zu regions %zu faults %" PRIu64
            " anomalies %" PRIu64 "\n",
-           m->events, m->live_blocks, m->live_bytes, m->quar_blocks, m->nregions, m->faults_total, m->anomalies);
+           m->events, m->last_seq, m->live_blocks, m->live_bytes, m->quar_blocks, m->nregions, m->faults_total, m->anomalies);
     for (size_t i = 0; i < m->nregions; i++) {
         vm_model_picture(m, i, pic, sizeof pic);
         printf("  %s\n", pic);
@@ -729,6 +762,7 @@ static int run_headless(app *a)
     }
     vz_get_stat(a->ing, &st);
     if (st.message[0]) fprintf(stderr, "amm-viz: %s\n", st.message);
+    if (st.failed) a->exit_code = 1;
     if (a->o.at_count && !a->pl.stop_hit) {
         fprintf(stderr, "amm-viz: --at: the trace has fewer than %" PRIu64 " %s records\n", a->o.at_count,
                 amm_trace_op_name(a->o.at_op));
@@ -778,6 +812,10 @@ static int run_window(app *a)
         if (!got && a->mode == MODE_PAUSED && a->step >= a->nsteps) SDL_WaitEventTimeout(NULL, 30);
         else if (!got) SDL_Delay(a->mode == MODE_LIVE ? 1 : 8);
     }
+    vz_stat st;
+    vz_get_stat(a->ing, &st);
+    printf("amm-viz: closed: %" PRIu64 " streams, %" PRIu64 " records shown, %" PRIu64 " dropped, %" PRIu64
+           " damaged\n", st.streams, a->pl.cursor, st.dropped, st.damaged);
     return a->exit_code;
 }
 
@@ -788,7 +826,7 @@ int main(int argc, char **argv)
     int rc = parse_args(a, argc, argv);
     if (rc != 0) {
         free(a);
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? 0 : rc == -3 ? 1 : 2;
     }
     a->speed = 1000;
     a->view.zoom = a->o.zoom;

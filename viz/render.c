@@ -27,7 +27,8 @@
 #include <string.h>
 
 #define VR_FONT_PT 13
-#define VR_MAX_MOVE_LINES 256
+#define VR_MAX_MOVE_LINES 40
+#define VR_MOVE_LINE_RECENT 200u /* records after a move during which its line is drawn */
 #define VR_MOVE_RECENT 4096u
 
 static const char *const vr_font_paths[] = {
@@ -461,7 +462,9 @@ static void raster_block(vr_raster *rs, const vm_block *b, int mode)
     uint64_t uend = b->user + b->size;
     uint64_t fc = b->user - raw > canary ? b->user - canary : raw;     /* front canary start */
     uint64_t bc = end - uend > canary ? uend + canary : end;           /* back canary end */
-    vr_rgb pad = rgb_of(VR_RGB_PADDING), can = rgb_of(VR_RGB_CANARY);
+    /* in the attribute modes guards are drawn dim, so the attribute colours stand out */
+    vr_rgb pad = rgb_of(mode == VR_COLOR_STATE ? VR_RGB_PADDING : 0x3a3f48u);
+    vr_rgb can = rgb_of(mode == VR_COLOR_STATE ? VR_RGB_CANARY : 0x4a505au);
     if (fc > raw) add_span(rs, (size_t)ri, raw, fc, pad);
     add_span(rs, (size_t)ri, fc, b->user, can);
     add_span(rs, (size_t)ri, b->user, uend, block_colour(rs->m, b, mode));
@@ -606,6 +609,7 @@ int vr_map_pos_of(const vr_ctx *c, const vm_model *m, uint64_t addr, int *x, int
 
 static void legend_item(vr_ctx *c, int *x, int y, uint32_t hex, const char *label)
 {
+    if (c->legend_max_x && *x + 14 + (int)strlen(label) * c->gw > c->legend_max_x) return; /* does not fit */
     SDL_Rect sw = {*x, y + c->gh / 2 - 5, 10, 10};
     fill(c, sw, hex);
     *x = text(c, *x + 14, y, 0xb8c2cf, label) + 12;
@@ -643,7 +647,6 @@ static void draw_legend(vr_ctx *c, const vr_view *v, int x, int y)
         fill(c, px, (uint32_t)col.r << 16 | (uint32_t)col.g << 8 | (uint32_t)col.b);
     }
     if (v->color_mode != VR_COLOR_SITE) text(c, x + 126, y, 0xb8c2cf, hi);
-    legend_item(c, &x, y, 0, "");
 }
 
 static void draw_map(vr_ctx *c, const vm_model *m, const vr_view *v)
@@ -656,7 +659,9 @@ static void draw_map(vr_ctx *c, const vm_model *m, const vr_view *v)
     char b1[32];
     double bpp = c->bpp;
     char scale[64];
-    if (bpp >= 1)
+    if (m->nregions == 0)
+        snprintf(scale, sizeof scale, "1 px = -");
+    else if (bpp >= 1)
         snprintf(scale, sizeof scale, "1 px = %s", hbytes(b1, sizeof b1, (uint64_t)(bpp + 0.5)));
     else
         snprintf(scale, sizeof scale, "1 B = %.0f px", 1.0 / bpp);
@@ -697,11 +702,11 @@ static void draw_map(vr_ctx *c, const vm_model *m, const vr_view *v)
     int lines = 0;
     for (size_t i = 0; i < m->nblocks && lines < VR_MAX_MOVE_LINES; i++) {
         const vm_block *b = &m->blocks[i];
-        if (!b->moved_from || m->last_seq - b->moved_seq >= VR_MOVE_RECENT) continue;
+        if (!b->moved_from || m->last_seq - b->moved_seq >= VR_MOVE_LINE_RECENT) continue;
         int x0, y0, x1, y1;
         if (vr_map_pos_of(c, m, b->moved_from, &x0, &y0) && vr_map_pos_of(c, m, b->user, &x1, &y1)) {
             SDL_SetRenderDrawBlendMode(c->ren, SDL_BLENDMODE_BLEND);
-            SDL_SetRenderDrawColor(c->ren, 240, 240, 240, 150);
+            SDL_SetRenderDrawColor(c->ren, 240, 240, 240, 110);
             SDL_RenderDrawLine(c->ren, x0, y0, x1, y1);
             SDL_SetRenderDrawBlendMode(c->ren, SDL_BLENDMODE_NONE);
             lines++;
@@ -817,7 +822,7 @@ static void draw_details(vr_ctx *c, const vm_model *m, const vr_view *v)
             detail_line(c, x, &y, "stream", buf, VR_RGB_QUARANTINE);
         }
         y += 4;
-        text(c, x, y, 0x7d8796, "hover a block for details; ? for help");
+        text_n(c, x, y, 0x7d8796, "hover a block: details   ?: help", (a.w - 20) / c->gw);
         return;
     }
     const vm_block *b = &v->block;
@@ -934,11 +939,13 @@ static void draw_chart(vr_ctx *c, const vm_model *m)
 #undef VR_YB
 #undef VR_YF
     int x = a.x + 10, y = a.y + a.h - c->gh - 4;
-    legend_item(c, &x, y, 0xff5a4a, "ext frag %");
+    c->legend_max_x = a.x + a.w - 4;
+    legend_item(c, &x, y, 0xff5a4a, "frag %");
     legend_item(c, &x, y, 0x8a8f99, "reserved");
     legend_item(c, &x, y, 0x5fbf6a, "resident");
     legend_item(c, &x, y, VR_RGB_USED, "live");
     legend_item(c, &x, y, 0xc05ad0, "defrag");
+    c->legend_max_x = 0;
     textf(c, p.x + p.w - c->gw * 10, p.y + 2, 0x7d8796, "%9s", hbytes(b1, sizeof b1, maxb));
 }
 

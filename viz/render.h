@@ -93,6 +93,7 @@ typedef struct vr_ctx {
     long cache_scroll;
     int cache_mode, cache_w, cache_h;
     unsigned cache_flash;
+    int legend_max_x;        /* legend items past this x are left out (0: no limit) */
 } vr_ctx;
 
 /* font_path NULL: search the usual places.  Missing font: text is skipped, a warning printed. 0 or -1. */

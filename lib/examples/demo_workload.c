@@ -3,7 +3,9 @@
  * watch in amm-viz (`make run` streams it live).
  *
  * Phases (each ends with amm_check, which writes a CHECK record into the
- * trace, so a viewer can jump to "after phase N" with --at check:N):
+ * trace, so a viewer can jump there with --at check:N; CHECK records in
+ * order: 1 seed step 7, 2 seed done, 3 pools, 4 buffers shared, 5 shared
+ * done, 6 churn (peak fragmentation), 7 faults, 8 compaction):
  *   1. the seed's example (steps 1-12) through <amm/mem_manager.h>
  *   2. pools: three pools filled and partly emptied
  *   3. shared buffers: refcounted blocks passed between owners and released
@@ -124,6 +126,7 @@ static int seed_part(demo *d)
     printf("   reallocated array and its copy hold 0..19: %s\n",
            grown[19] == 19 && copy[19] == 19 && copy[0] == 0 ? "yes" : "no");
     print_memory_blocks(m);
+    amm_check(m); /* CHECK 1: the seed's blocks at its step 7 */
     decrement_ref_count(m, grown);
     decrement_ref_count(m, grown);
     decrement_ref_count(m, copy);
@@ -161,6 +164,7 @@ static void shared_part(demo *d)
         for (unsigned k = 1; k < owners[i]; k++) increment_ref_count(d->m, buf[i]);
         memset(buf[i], 'A' + i, 64);
     }
+    amm_check(d->m); /* CHECK 4: every buffer shared by its owners */
     pause_ms(d, 400);
     /* half the buffers lose all their owners, the rest keep one */
     for (int i = 0; i < SHARED_BUFFERS; i++) {
@@ -282,6 +286,7 @@ int main(int argc, char **argv)
     phase(d, 6, "compaction: amm_defragment(AMM_DEFRAG_ALL)");
     compact_part(d);
     phase_end(d);
+    pause_ms(d, 1500); /* let a live viewer show the compacted heap before it empties */
     free_all(d);
     free_memory_manager(d->m);
     printf("\ndone: %zu faults reported (2 on purpose)\n", d->faults_seen);
