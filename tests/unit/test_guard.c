@@ -616,3 +616,37 @@ TEST(write_into_free_pool_slot)
     EXPECT_EQ(amm_check(m), 0);
     amm_destroy(m);
 }
+
+TEST(report_sites_and_operation)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    amm_pool *pool = amm_pool_create(m, 32, 2, 16);
+    unsigned char *p, *s;
+    int slot_line;
+    ASSERT_NOT_NULL(pool);
+    p = (unsigned char *)amm_alloc_at(m, 40, 0, AMM_ALLOC_NO_POOL, "alloc_here.c", 111);
+    slot_line = __LINE__ + 1;
+    s = (unsigned char *)amm_pool_alloc_at(m, pool, 20, 0, __FILE__, __LINE__);
+    ASSERT_NOT_NULL(p);
+    ASSERT_NOT_NULL(s);
+    damage(p, 40, 1, 0);
+    EXPECT_EQ(amm_free_at(m, p, "free_here.c", 222), 0);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_STREQ(f.last.alloc_site.file, "alloc_here.c");
+    EXPECT_EQ(f.last.alloc_site.line, 111);
+    EXPECT_STREQ(f.last.op_site.file, "free_here.c");
+    EXPECT_EQ(f.last.op_site.line, 222);
+    EXPECT_STREQ(f.last.operation, "free");
+    damage(s, 20, 2, 1);
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_STREQ(f.last.operation, "check");
+    ASSERT_NOT_NULL(f.last.alloc_site.file);
+    EXPECT_CONTAINS(f.last.alloc_site.file, "test_guard.c");
+    EXPECT_EQ(f.last.alloc_site.line, slot_line);
+    EXPECT_EQ(f.last.origin, AMM_ORIGIN_POOL);
+    EXPECT_EQ(amm_free(m, s), 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}

@@ -755,3 +755,30 @@ TEST(out_of_memory_is_reported)
 #endif
 }
 
+
+TEST(realloc_keeps_flags_and_site)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    amm_block_info before, after;
+    void *pin, *p, *q;
+    p = amm_alloc_at(m, 24, 64, AMM_ALLOC_MOVABLE, "site.c", 42);
+    ASSERT_NOT_NULL(p);
+    ALLOC_OK(m, pin, 16, 0);
+    ASSERT_TRUE(h_block_info(m, p, &before));
+    EXPECT_TRUE((before.flags & AMM_ALLOC_MOVABLE) != 0);
+    EXPECT_STREQ(before.site.file, "site.c");
+    EXPECT_EQ(before.site.line, 42);
+    q = amm_realloc_at(m, p, 3000, 0, "elsewhere.c", 7); /* moves */
+    ASSERT_NOT_NULL(q);
+    ASSERT_TRUE(h_block_info(m, q, &after));
+    EXPECT_EQ(after.flags, before.flags);
+    EXPECT_STREQ(after.site.file, "site.c");             /* the allocation site stays */
+    EXPECT_EQ(after.site.line, 42);
+    EXPECT_GE(after.alignment, 64);
+    EXPECT_TRUE(h_is_aligned(q, 64));
+    FREE_OK(m, q);
+    FREE_OK(m, pin);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}

@@ -560,3 +560,35 @@ TEST(print_names_blocks_and_pools)
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
+
+typedef struct serials {
+    const void *ptr[4];
+    uint64_t serial[4];
+} serials;
+
+static int serial_visit(const amm_block_info *b, void *user)
+{
+    serials *s = (serials *)user;
+    for (int i = 0; i < 4; i++)
+        if (b->state == AMM_BLOCK_LIVE && b->user == s->ptr[i])
+            s->serial[i] = b->serial;
+    return 0;
+}
+
+TEST(walker_serials_grow_with_age)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(NOQ, &f);
+    serials s;
+    memset(&s, 0, sizeof s);
+    for (int i = 0; i < 4; i++)
+        ASSERT_NOT_NULL(s.ptr[i] = amm_alloc(m, 10 + (size_t)i, 0));
+    amm_walk(m, serial_visit, &s);
+    for (int i = 1; i < 4; i++)
+        EXPECT_LT(s.serial[i - 1], s.serial[i]);  /* smaller is older */
+    EXPECT_GT(s.serial[0], 0);
+    for (int i = 0; i < 4; i++)
+        EXPECT_EQ(amm_free(m, (void *)s.ptr[i]), 0);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
