@@ -122,12 +122,12 @@ static uint64_t field_get(const amm_op *op, amm_op_field f) {
     case AMM_OPF_COUNT:
     case AMM_OPF_FAILS: return op->n;
     case AMM_OPF_FLAGS:
-    case AMM_OPF_DFLAGS: return op->flags;
+    case AMM_OPF_DFLAGS:
+    case AMM_OPF_API: return op->flags;
     case AMM_OPF_ON:
     case AMM_OPF_MODE:
     case AMM_OPF_K:
-    case AMM_OPF_AFTER:
-    case AMM_OPF_API: return op->k;
+    case AMM_OPF_AFTER: return op->k;
     default: return 0;
     }
 }
@@ -158,12 +158,12 @@ static void field_set(amm_op *op, amm_op_field f, uint64_t v) {
     case AMM_OPF_COUNT:
     case AMM_OPF_FAILS: op->n = v; break;
     case AMM_OPF_FLAGS:
-    case AMM_OPF_DFLAGS: op->flags = (uint32_t)v; break;
+    case AMM_OPF_DFLAGS:
+    case AMM_OPF_API: op->flags = (uint32_t)v; break;
     case AMM_OPF_ON:
     case AMM_OPF_MODE:
     case AMM_OPF_K:
-    case AMM_OPF_AFTER:
-    case AMM_OPF_API: op->k = v; break;
+    case AMM_OPF_AFTER: op->k = v; break;
     default: break;
     }
 }

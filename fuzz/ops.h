@@ -170,9 +170,9 @@ typedef struct amm_op {
     uint32_t src;    /* src (copy), pool (pool_alloc) */
     uint64_t size;   /* size, bsize */
     uint64_t align;  /* align */
-    uint64_t k;      /* k, after, on, json, api */
+    uint64_t k;      /* k, after, on, json */
     uint64_t n;      /* count, fails */
-    uint32_t flags;  /* flags, dflags */
+    uint32_t flags;  /* flags, dflags, api */
 } amm_op;
 
 typedef struct amm_op_list {

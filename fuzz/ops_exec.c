@@ -550,6 +550,7 @@ static int op_stats(ctx *c, const amm_op *op) {
 }
 
 static int op_print(ctx *c, const amm_op *op) {
+    if (!c->x->devnull && c->x->threads == 1) c->x->devnull = fopen("/dev/null", "w"); /* most runs never print */
     if (!c->x->devnull) return RUN_SKIPPED;
     if (op->k & 1)
         amm_dump_json(c->x->m, c->x->devnull);
@@ -680,7 +681,7 @@ static int op_foreign(ctx *c, const amm_op *op) {
     amm_manager *m = c->x->m;
     unsigned char *p = foreign_buf + op->k % sizeof foreign_buf;
     int refused = 0;
-    switch ((amm_op_api)op->k) {
+    switch ((amm_op_api)op->flags) {
     case AMM_API_FREE: refused = amm_free_at(m, p, EXEC_SITE, site_line(c->op)) == -1; break;
     case AMM_API_REALLOC: refused = amm_realloc_at(m, p, 16, 0, EXEC_SITE, site_line(c->op)) == NULL; break;
     case AMM_API_RETAIN: refused = amm_retain_at(m, p, EXEC_SITE, site_line(c->op)) == 0; break;
@@ -1043,7 +1044,7 @@ amm_exec_status amm_exec_run(const amm_op_list *l, const amm_exec_options *opt, 
             setup_error(res, "%s", "amm_create refused the configuration");
         } else {
             amm_set_move_callback(x->m, on_move, x);
-            x->devnull = fopen("/dev/null", "w");
+            if (x->threads > 1) x->devnull = fopen("/dev/null", "w"); /* shared: opened before the threads start */
             run_all(x, res);
             if (x->devnull) fclose(x->devnull);
         }
