@@ -19,6 +19,7 @@
  *   EXPECT_HEALTHY(m)         amm_check(m) == 0 and amm_check_fast(m) == 1
  *   EXPECT_CONTAINS(s, sub)   the string holds the substring
  *   EXPECT_FAULTS(&f, n)      exactly n reports were recorded (printed if not)
+ *   SKIP("why")               leave the test, reported as skipped (not failed)
  *
  * Helpers:
  *   h_new_manager(opts, &f)   a manager from the defaults + "key=value,..."
@@ -82,6 +83,7 @@ typedef struct h_state {
     uint64_t seed;
     const char *current;      /* name of the running test */
     atomic_int failures;      /* failed checks in the running test */
+    const char *skip_reason;  /* set by SKIP() */
     jmp_buf *bail;            /* where ASSERT_* jumps to */
 } h_state;
 
@@ -266,6 +268,13 @@ static inline int h_check_str(const char *file, int line, const char *what, cons
     do {                                                                          \
         if (!h_check_str(__FILE__, __LINE__, "ASSERT_STREQ", #a, #b, (a), (b)))   \
             h_bail();                                                             \
+    } while (0)
+
+/* SKIP("why"): the running test cannot run here; leave it, reported as skipped. */
+#define SKIP(why)                                                                 \
+    do {                                                                          \
+        h_st.skip_reason = (why);                                                 \
+        h_bail();                                                                 \
     } while (0)
 
 /* EXPECT_CONTAINS(haystack, needle): the string holds the substring. */
@@ -661,11 +670,13 @@ static inline int h_parse_seed(const char *s, uint64_t *out)
     return 0;
 }
 
+/* Runs test i; returns 1 if it failed, 0 if it passed, -1 if it was skipped. */
 static inline int h_run_one(size_t i)
 {
     jmp_buf bail;
     int failed;
     h_st.current = h_st.names[i];
+    h_st.skip_reason = NULL;
     atomic_store(&h_st.failures, 0);
     h_st.bail = &bail;
     printf("[ RUN  ] %s\n", h_st.names[i]);
@@ -677,18 +688,20 @@ static inline int h_run_one(size_t i)
     if (failed)
         printf("[ FAIL ] %s (seed %" PRIu64 "; rerun: --seed %" PRIu64 " %s)\n", h_st.names[i],
                h_st.seed, h_st.seed, h_st.names[i]);
+    else if (h_st.skip_reason)
+        printf("[ SKIP ] %s: %s\n", h_st.names[i], h_st.skip_reason);
     else
         printf("[  OK  ] %s\n", h_st.names[i]);
     fflush(stdout);
     h_st.current = NULL;
-    return failed;
+    return failed ? 1 : h_st.skip_reason ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *env = getenv("AMM_TEST_SEED");
     unsigned char *chosen = calloc(h_st.count + 1, 1);
-    size_t failed = 0, ran = 0;
+    size_t failed = 0, ran = 0, skipped = 0;
     int named = 0;
 
     if (!chosen)
@@ -729,11 +742,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < h_st.count; i++) {
         if (named && !chosen[i])
             continue;
+        int r = h_run_one(i);
         ran++;
-        failed += (size_t)h_run_one(i);
+        failed += r == 1;
+        skipped += r == -1;
     }
     free(chosen);
-    printf("%zu of %zu tests passed (seed %" PRIu64 ")\n", ran - failed, ran, h_st.seed);
+    printf("%zu of %zu tests passed, %zu skipped (seed %" PRIu64 ")\n", ran - failed - skipped, ran, skipped,
+           h_st.seed);
     return failed ? 1 : (ran ? 0 : 2);
 }
 
