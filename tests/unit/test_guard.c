@@ -6,8 +6,10 @@
  * before the start of a block, then free it (or run amm_check).  Each damage
  * must be reported exactly once, with the right kind, block, size, offset and
  * byte count; the manager must stay usable and amm_check find nothing after.
- * Then use-after-free (found by amm_check, on leaving quarantine and at
- * destroy), and the default handler's one-line format and abort mode.
+ * Every guard byte, slack included, is checked one byte at a time too.
+ * Then use-after-free (found by amm_check, on leaving quarantine, at destroy,
+ * and in free pool slots), check_every, report sites, and the default
+ * handler: its one-line format for every fault kind, and abort mode.
  */
 #include "../harness.h"
 

@@ -1,9 +1,11 @@
 /*
  * test_heap.c - the managed heap: allocation, freeing and coalescing shown as
  * pictures, alignment from 1 byte to 64 KiB (and up to AMM_MAX_ALIGN),
- * realloc in place and moving (content and alignment kept), large blocks,
- * zero-size blocks, and the release half of defragmentation.  The full check
- * (amm_check) runs after every operation.
+ * realloc in place and moving (content, alignment, flags and site kept),
+ * refusals that leave the block alone, large blocks, zero-size blocks, fill
+ * patterns, 20000 live blocks, defragmentation (release, and compaction of
+ * movable blocks told to the move callback), and out-of-memory under an
+ * address-space limit.  The full check (amm_check) runs after every operation.
  *
  * Chunk sizes in the pictures follow from the defaults (canary=16, granule
  * 16): a chunk is 16 front canary bytes + the size + at least 16 back canary

@@ -1,8 +1,9 @@
 /*
  * test_pointers.c - pointers amm did not hand out, or no longer owns: double
- * free, interior, stack, foreign (malloc, another manager), wild, NULL, and
- * freed-then-freed.  Each is refused with the right kind and nothing is
- * written through it; the block it was near stays intact and usable.
+ * free, interior (also in canaries), stack, foreign (malloc, another
+ * manager), wild, NULL, freed-then-freed, copy sources, and a NULL manager.
+ * Each is refused with the right kind and nothing is written through it; the
+ * block it was near stays intact and usable.
  */
 #include "../harness.h"
 

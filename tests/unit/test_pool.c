@@ -1,7 +1,8 @@
 /*
  * test_pool.c - fixed-size pools: slot arithmetic, the smallest fitting pool
- * chosen by amm_alloc, fallback to the heap when full, double free of a slot,
- * and a pointer's pool decided by its address, never by its size.
+ * chosen by amm_alloc (size and alignment), fallback to the heap when full,
+ * double free of a slot, never-allocated slots, pointers between slots, and
+ * a pointer's pool decided by its address, never by its size.
  */
 #include "../harness.h"
 

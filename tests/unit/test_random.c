@@ -9,6 +9,10 @@
  * overlap (every 64 ops), the stats equal the model, and amm_check finds
  * nothing (every 4 ops: it walks the whole quarantine, the costly part).
  *
+ * random_compaction* mix movable and pinned blocks, punch holes and
+ * defragment; the move callback updates the model's pointers, and every
+ * block must still hold its pattern afterwards.
+ *
  * The seed comes from AMM_TEST_SEED or --seed and is printed; a failure
  * prints the op number too, so a run can be repeated exactly.
  */

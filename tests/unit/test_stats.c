@@ -1,7 +1,8 @@
 /*
  * test_stats.c - statistics equal what the test computes itself (from its
  * own bookkeeping and from the walker), the fragmentation formulas of
- * DESIGN.md, the walker's order and coverage, and the JSON dump (checked by
+ * DESIGN.md, the walker's order, coverage and serials, the defragment
+ * report's before/after, amm_print, and the JSON dump (checked by
  * a small hand-written JSON parser, and by python3's json module if present).
  */
 #include "../harness.h"
