@@ -652,3 +652,24 @@ TEST(report_sites_and_operation)
     EXPECT_HEALTHY(m);
     amm_destroy(m);
 }
+
+TEST(report_format_truncates_like_snprintf)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    char full[512], small[12];
+    int n, n_small, n_none;
+    long local;
+    EXPECT_EQ(amm_free(m, &local), -1);
+    ASSERT_EQ(f.count, 1);
+    n = amm_report_format(&f.last, full, sizeof full);
+    EXPECT_EQ(n, (int)strlen(full));
+    memset(small, 'x', sizeof small);
+    n_small = amm_report_format(&f.last, small, sizeof small);
+    EXPECT_EQ(n_small, n);                  /* the length it would have had */
+    EXPECT_EQ(small[sizeof small - 1], '\0');
+    EXPECT_EQ(strncmp(small, full, sizeof small - 1), 0);
+    n_none = amm_report_format(&f.last, NULL, 0);
+    EXPECT_EQ(n_none, n);
+    amm_destroy(m);
+}
