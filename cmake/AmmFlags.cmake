@@ -72,3 +72,41 @@ if(AMM_FUZZ)
   target_link_options(amm_fuzz_engine INTERFACE -fsanitize=fuzzer)
   target_compile_definitions(amm_fuzz_engine INTERFACE AMM_FUZZ_LIBFUZZER=1)
 endif()
+
+# amm_check_warnings(): called once at the end of the top-level CMakeLists.
+# Every target built from C sources must link amm_warnings (the project's rule:
+# warning-clean on gcc and clang with -Werror); one that does not stops the
+# configuration with its name and directory.  amm_static and amm_shared are
+# made of amm_objects' objects, which link it.
+function(_amm_collect_targets dir outvar)
+  get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+  foreach(sub IN LISTS subdirs)
+    _amm_collect_targets("${sub}" sub_targets)
+    list(APPEND targets ${sub_targets})
+  endforeach()
+  set(${outvar} ${targets} PARENT_SCOPE)
+endfunction()
+
+function(amm_check_warnings)
+  _amm_collect_targets("${PROJECT_SOURCE_DIR}" targets)
+  set(missing "")
+  foreach(t IN LISTS targets)
+    get_target_property(type ${t} TYPE)
+    if(NOT type MATCHES "^(EXECUTABLE|STATIC_LIBRARY|SHARED_LIBRARY|MODULE_LIBRARY|OBJECT_LIBRARY)$"
+       OR t STREQUAL "amm_static" OR t STREQUAL "amm_shared")
+      continue()
+    endif()
+    get_target_property(libs ${t} LINK_LIBRARIES)
+    if(NOT libs MATCHES "(^|;|:)amm_warnings(>|;|$)")
+      get_target_property(src ${t} SOURCE_DIR)
+      file(RELATIVE_PATH src "${PROJECT_SOURCE_DIR}" "${src}")
+      list(APPEND missing "${t} (${src}/)")
+    endif()
+  endforeach()
+  if(missing)
+    list(JOIN missing ", " missing)
+    message(FATAL_ERROR "these targets do not link amm_warnings (-Wall -Wextra -Wpedantic -Werror): "
+                        "${missing}. Add target_link_libraries(<target> PRIVATE amm_warnings).")
+  endif()
+endfunction()
