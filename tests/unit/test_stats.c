@@ -593,3 +593,31 @@ TEST(walker_serials_grow_with_age)
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
+
+TEST(release_returns_resident_pages)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M,region_size=4M,large_threshold=1M", &f);
+    amm_defrag_report rep;
+    amm_stats st;
+    void *keep, *big[30];
+    ASSERT_NOT_NULL(keep = amm_alloc(m, 64, 0)); /* the region stays mapped */
+    for (int i = 0; i < 30; i++) {
+        ASSERT_NOT_NULL(big[i] = amm_alloc(m, 100000, 0));
+        h_fill(big[i], 100000, (uint64_t)i); /* touched: resident */
+    }
+    amm_get_stats(m, &st);
+    EXPECT_GE(st.resident_bytes, (size_t)30 * 100000);
+    for (int i = 0; i < 30; i++)
+        EXPECT_EQ(amm_free(m, big[i]), 0);   /* mostly held in quarantine */
+    amm_defragment(m, AMM_DEFRAG_RELEASE, &rep);
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(rep.after.quarantine_blocks, 0); /* defragmenting empties the quarantine */
+    EXPECT_GE(rep.bytes_released, (size_t)2 << 20);
+    EXPECT_LE(rep.after.resident_bytes + ((size_t)2 << 20), rep.before.resident_bytes);
+    EXPECT_EQ(rep.after.live_blocks, 1);
+    EXPECT_EQ(amm_owns(m, keep), 1);
+    EXPECT_EQ(amm_free(m, keep), 0);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
