@@ -74,14 +74,16 @@ stage-fuzz-ci:
 	@echo "==== fuzz: fuzz/ci-fuzz.sh, $(CI_FUZZ_SECONDS) s per target"
 	FUZZ_BUILD_JOBS=$(JOBS) bash fuzz/ci-fuzz.sh build/fuzz $(CI_FUZZ_SECONDS)
 
-# Every stage runs even if an earlier one failed; the summary names each.
+# Every stage runs even if an earlier one failed; the summary names each with
+# its result and duration.
 test: deps
 	@stages="stage-release stage-asan-ubsan stage-tsan-threads"; \
 	[ -f fuzz/ci-fuzz.sh ] && stages="$$stages stage-fuzz-ci"; \
 	summary=""; failed=0; \
 	for s in $$stages; do \
-	  if $(MAKE) --no-print-directory $$s; then summary="$$summary $${s#stage-}=ok"; \
-	  else summary="$$summary $${s#stage-}=FAILED"; failed=1; fi; \
+	  start=$$SECONDS; \
+	  if $(MAKE) --no-print-directory $$s; then result=ok; else result=FAILED; failed=1; fi; \
+	  summary="$$summary $${s#stage-}=$$result($$((SECONDS - start))s)"; \
 	done; \
 	if [ $$failed -eq 0 ]; then echo "make test: PASSED ($${summary# })"; \
 	else echo "make test: FAILED ($${summary# })"; exit 1; fi
