@@ -6,7 +6,7 @@
  * carries its key in its first bytes and a pattern after it; whoever takes a
  * block checks the pattern.  At the end amm_check finds 0 problems, no fault
  * was reported and nothing is live.  A ninth thread may run amm_check, the
- * stats, the JSON dump and the printer all along.
+ * stats, the JSON dump, the printer and amm_defragment all along.
  */
 #include "../harness.h"
 
@@ -26,7 +26,8 @@ typedef struct shared {
 } shared;
 
 /* Walks the manager while the workers run: amm_check must find nothing at
- * any moment, and the walker, stats and printers must not race them. */
+ * any moment, and the walker, stats, printers and defragmentation (nothing
+ * is movable here, so it only releases memory) must not race them. */
 static void *checker(void *arg)
 {
     shared *sh = (shared *)arg;
@@ -42,6 +43,8 @@ static void *checker(void *arg)
             amm_dump_json(sh->m, sink);
             amm_print(sh->m, sink);
         }
+        if (rounds % 4 == 1)                 /* unmaps empty regions under the workers' feet */
+            amm_defragment(sh->m, AMM_DEFRAG_ALL, NULL);
         rounds++;
     }
     if (sink)
