@@ -21,9 +21,10 @@ TARGETS=${FUZZ_TARGETS:-fuzz_ops fuzz_misuse fuzz_threads fuzz_trace fuzz_option
 JOBS=${FUZZ_BUILD_JOBS:-2}
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    mkdir -p "$BUILD"
     cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DAMM_FUZZ=ON -DAMM_SANITIZE=address,undefined -DAMM_BUILD_TESTS=ON >"$BUILD.configure.log" 2>&1 ||
-        { cat "$BUILD.configure.log"; echo "ci-fuzz: configure failed" >&2; exit 2; }
+        -DAMM_FUZZ=ON -DAMM_SANITIZE=address,undefined -DAMM_BUILD_TESTS=ON >"$BUILD/ci-fuzz-configure.log" 2>&1 ||
+        { cat "$BUILD/ci-fuzz-configure.log"; echo "ci-fuzz: configure failed" >&2; exit 2; }
 fi
 if ! grep -q '^AMM_FUZZ:BOOL=ON' "$BUILD/CMakeCache.txt"; then
     echo "ci-fuzz: $BUILD is not a libFuzzer build (AMM_FUZZ=OFF); use a fresh directory such as build/fuzz" >&2
@@ -54,7 +55,7 @@ for t in $TARGETS; do
     if [ "$rc" -ne 0 ] || [ -n "$artifact" ]; then
         status=1
         echo "!! $t FAILED (exit $rc); the end of its log ($RUN/$t/log):"
-        grep -E 'ERROR|FAULT|SUMMARY|Test unit written|replay:' "$RUN/$t/log" | head -20 | sed 's/^/   /'
+        grep -E '^fuzz_[a-z]+:|ERROR|FAULT|SUMMARY|Test unit written|replay:' "$RUN/$t/log" | head -20 | sed 's/^/   /'
         if [ -n "$artifact" ]; then
             a="$RUN/$t/artifacts/$artifact"
             case $t in

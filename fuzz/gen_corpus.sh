@@ -51,6 +51,12 @@ minimise() {
     rm -rf "$CORPUS/$target.min"
     mkdir "$CORPUS/$target.min"
     "$bin" -merge=1 "$CORPUS/$target.min" "$CORPUS/$target" 2>/dev/null
+    # libFuzzer names the kept inputs by their SHA-1: give them back their readable names.
+    local f h
+    for f in "$CORPUS/$target"/*; do
+        h=$(sha1sum "$f" | cut -d' ' -f1)
+        if [ -f "$CORPUS/$target.min/$h" ]; then mv "$CORPUS/$target.min/$h" "$CORPUS/$target.min/$(basename "$f")"; fi
+    done
     rm -rf "$CORPUS/${target:?}"
     mv "$CORPUS/$target.min" "$CORPUS/$target"
 }
