@@ -57,8 +57,9 @@ static int small_enough(const amm_op_list *l) {
     uint64_t bytes = 0;
     if (l->count > REPLAY_MAX_OPS) return 0;
     for (size_t i = 0; i < l->count; i++) {
-        if (l->ops[i].size > REPLAY_MAX_BYTES || l->ops[i].n > 4096) return 0;
-        bytes += l->ops[i].size;
+        uint64_t n = l->ops[i].kind == AMM_OP_POOL_CREATE ? l->ops[i].n : 1; /* a pool maps size * count */
+        if (l->ops[i].size > REPLAY_MAX_BYTES || n > 4096) return 0;
+        bytes += l->ops[i].size * n;
     }
     return bytes <= 8 * REPLAY_MAX_BYTES;
 }
