@@ -113,7 +113,12 @@ static inline void amm__san_resize(uintptr_t user, size_t old_size, size_t new_s
     __asan_unpoison_memory_region((void *)user, new_size);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_RESIZEINPLACE_BLOCK((void *)user, old_size, new_size, 0);
+    if (old_size && new_size) {
+        VALGRIND_RESIZEINPLACE_BLOCK((void *)user, old_size, new_size, 0);
+    } else { /* memcheck refuses a resize to or from zero bytes: re-announce the block */
+        VALGRIND_FREELIKE_BLOCK((void *)user, 0);
+        VALGRIND_MALLOCLIKE_BLOCK((void *)user, new_size, 0, 0);
+    }
 #endif
     (void)user, (void)old_size, (void)new_size;
 }
