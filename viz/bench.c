@@ -253,7 +253,12 @@ static void vb_ingest(vb_target *t, vr_ctx *rc)
     vz_ingest_start(g, err, sizeof err);
     for (;;) {
         vz_stat s;
-        size_t n = vp_advance(&pl, 500000, 0, UINT64_MAX);
+        double until = vb_now() + 0.025; /* as amm-viz's live mode: 25 ms of records per frame */
+        size_t n = 0, k;
+        do {
+            k = vp_advance(&pl, 16384, 0, UINT64_MAX);
+            n += k;
+        } while (k == 16384 && vb_now() < until);
         vz_get_stat(g, &s);
         st.cursor = pl.cursor;
         st.total = s.count;

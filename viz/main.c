@@ -30,7 +30,7 @@
 #include "png.h"
 #include "render.h"
 
-#define APP_LIVE_BUDGET 500000u /* most records applied per frame when live */
+#define APP_LIVE_SLICE_NS 25000000u /* time per frame spent applying records when live (UI pacing) */
 #define APP_SCRIPT_MAX 32
 
 typedef enum app_mode { MODE_LIVE, MODE_PAUSED, MODE_PLAYING } app_mode;
@@ -612,7 +612,11 @@ static void update(app *a)
     a->last_tick = t;
     unsigned flags = a->pause_on_fault ? VP_STOP_AT_FAULT : 0u;
     if (a->mode == MODE_LIVE) {
-        vp_advance(&a->pl, APP_LIVE_BUDGET, flags, a->o.at_seq);
+        /* as much as fits in a slice of the frame, so a fast stream never freezes the window */
+        uint64_t until = t + APP_LIVE_SLICE_NS;
+        size_t n;
+        do n = vp_advance(&a->pl, 16384, flags, a->o.at_seq);
+        while (n == 16384 && !a->pl.fault_hit && now_ns() < until);
     } else if (a->mode == MODE_PLAYING) {
         a->play_acc += a->speed * (dt > 0.25 ? 0.25 : dt);
         uint64_t n = (uint64_t)a->play_acc;

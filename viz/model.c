@@ -81,17 +81,17 @@ static uint32_t hash_get(const vm_model *m, uint64_t key)
 {
     if (m->hcap == 0) return 0;
     for (size_t i = hash_slot(key, m->hcap);; i = (i + 1) & (m->hcap - 1)) {
-        if (m->hkeys[i] == key) return m->hvals[i];
-        if (m->hkeys[i] == 0) return 0;
+        if (m->hash[i].key == key) return (uint32_t)m->hash[i].val;
+        if (m->hash[i].key == 0) return 0;
     }
 }
 
 static void hash_put_nogrow(vm_model *m, uint64_t key, uint32_t val)
 {
     size_t i = hash_slot(key, m->hcap);
-    while (m->hkeys[i] != 0 && m->hkeys[i] != key) i = (i + 1) & (m->hcap - 1);
-    m->hkeys[i] = key;
-    m->hvals[i] = val;
+    while (m->hash[i].key != 0 && m->hash[i].key != key) i = (i + 1) & (m->hcap - 1);
+    m->hash[i].key = key;
+    m->hash[i].val = val;
 }
 
 static int hash_grow(vm_model *m, size_t need)
@@ -99,47 +99,38 @@ static int hash_grow(vm_model *m, size_t need)
     if (need * 2 <= m->hcap) return 0;
     size_t cap = m->hcap ? m->hcap : 1024;
     while (need * 2 > cap) cap *= 2;
-    uint64_t *keys = calloc(cap, sizeof *keys);
-    uint32_t *vals = calloc(cap, sizeof *vals);
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
-        return -1;
-    }
-    uint64_t *ok = m->hkeys;
-    uint32_t *ov = m->hvals;
+    vm_hent *n = calloc(cap, sizeof *n);
+    if (!n) return -1;
+    vm_hent *old = m->hash;
     size_t ocap = m->hcap;
-    m->hkeys = keys;
-    m->hvals = vals;
+    m->hash = n;
     m->hcap = cap;
     for (size_t i = 0; i < ocap; i++)
-        if (ok[i]) hash_put_nogrow(m, ok[i], ov[i]);
-    free(ok);
-    free(ov);
+        if (old[i].key) hash_put_nogrow(m, old[i].key, (uint32_t)old[i].val);
+    free(old);
     return 0;
 }
 
 static void hash_del(vm_model *m, uint64_t key)
 {
     size_t mask = m->hcap - 1, i = hash_slot(key, m->hcap);
-    while (m->hkeys[i] != key) {
-        if (m->hkeys[i] == 0) return;
+    while (m->hash[i].key != key) {
+        if (m->hash[i].key == 0) return;
         i = (i + 1) & mask;
     }
     /* backward-shift: move later entries of the cluster into the hole */
     size_t hole = i;
-    for (size_t j = (hole + 1) & mask; m->hkeys[j] != 0; j = (j + 1) & mask) {
-        size_t home = hash_slot(m->hkeys[j], m->hcap);
+    for (size_t j = (hole + 1) & mask; m->hash[j].key != 0; j = (j + 1) & mask) {
+        size_t home = hash_slot(m->hash[j].key, m->hcap);
         /* entry j may move to hole if home is not cyclically in (hole, j] */
         int stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
         if (!stays) {
-            m->hkeys[hole] = m->hkeys[j];
-            m->hvals[hole] = m->hvals[j];
+            m->hash[hole] = m->hash[j];
             hole = j;
         }
     }
-    m->hkeys[hole] = 0;
-    m->hvals[hole] = 0;
+    m->hash[hole].key = 0;
+    m->hash[hole].val = 0;
 }
 
 /* ---- init / copy ----------------------------------------------------------- */
@@ -170,8 +161,7 @@ int vm_model_init(vm_model *m, const vm_limits *lim)
 void vm_model_free(vm_model *m)
 {
     free(m->blocks);
-    free(m->hkeys);
-    free(m->hvals);
+    free(m->hash);
     free(m->regions);
     free(m->sites);
     free(m->log);
@@ -185,8 +175,7 @@ void vm_model_free(vm_model *m)
 void vm_model_clear_heap(vm_model *m)
 {
     m->nblocks = 0;
-    if (m->hkeys) memset(m->hkeys, 0, m->hcap * sizeof *m->hkeys);
-    if (m->hvals) memset(m->hvals, 0, m->hcap * sizeof *m->hvals);
+    if (m->hash) memset(m->hash, 0, m->hcap * sizeof *m->hash);
     m->nregions = 0;
     m->live_bytes = m->quar_bytes = m->reserved = 0;
     m->live_blocks = m->quar_blocks = 0;
@@ -205,14 +194,13 @@ int vm_model_copy(vm_model *dst, const vm_model *src)
     vm_model_free(dst);
     *dst = *src;
     dst->blocks = dup_array(src->blocks, src->cap_blocks, sizeof *src->blocks);
-    dst->hkeys = dup_array(src->hkeys, src->hcap, sizeof *src->hkeys);
-    dst->hvals = dup_array(src->hvals, src->hcap, sizeof *src->hvals);
+    dst->hash = dup_array(src->hash, src->hcap, sizeof *src->hash);
     dst->regions = dup_array(src->regions, src->cap_regions, sizeof *src->regions);
     dst->sites = dup_array(src->sites, src->nsites_cap, sizeof *src->sites);
     dst->log = dup_array(src->log, src->lim.log_capacity, sizeof *src->log);
     dst->samples = dup_array(src->samples, src->lim.sample_capacity, sizeof *src->samples);
     dst->faults = dup_array(src->faults, src->lim.fault_capacity, sizeof *src->faults);
-    if ((src->cap_blocks && !dst->blocks) || (src->hcap && (!dst->hkeys || !dst->hvals)) ||
+    if ((src->cap_blocks && !dst->blocks) || (src->hcap && !dst->hash) ||
         (src->cap_regions && !dst->regions) || (src->nsites_cap && !dst->sites) || !dst->log ||
         !dst->samples || !dst->faults) {
         vm_model_free(dst);
@@ -223,7 +211,7 @@ int vm_model_copy(vm_model *dst, const vm_model *src)
 
 size_t vm_model_bytes(const vm_model *m)
 {
-    return sizeof *m + m->cap_blocks * sizeof(vm_block) + m->hcap * (sizeof(uint64_t) + sizeof(uint32_t)) +
+    return sizeof *m + m->cap_blocks * sizeof(vm_block) + m->hcap * sizeof(vm_hent) +
            m->cap_regions * sizeof(vm_region) + m->nsites_cap * sizeof(vm_site) +
            m->lim.log_capacity * sizeof(vm_event) + m->lim.sample_capacity * sizeof(vm_sample) +
            m->lim.fault_capacity * sizeof(vm_fault);
@@ -247,10 +235,16 @@ static long region_floor(const vm_model *m, uint64_t addr)
 
 long vm_model_region_of(const vm_model *m, uint64_t addr)
 {
+    if (m->nregions > 0) { /* most lookups hit the region of the previous one */
+        size_t h = m->region_hint < m->nregions ? m->region_hint : 0;
+        if (addr - m->regions[h].base < m->regions[h].size) return (long)h;
+    }
     long i = region_floor(m, addr);
     if (i < 0) return -1;
     const vm_region *r = &m->regions[i];
-    return addr - r->base < r->size ? i : -1;
+    if (addr - r->base >= r->size) return -1;
+    ((vm_model *)m)->region_hint = (size_t)i; /* a cache only: lookups stay logically const */
+    return i;
 }
 
 static uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
@@ -591,12 +585,17 @@ void vm_event_from_trace(vm_event *out, const amm_trace_event *ev)
 
 void vm_event_to_trace(amm_trace_event *out, const vm_event *ev)
 {
-    memset(out, 0, sizeof *out);
+    /* no memset of the whole event: its 256-byte text is only meaningful for SITE */
+    out->text[0] = '\0';
+    out->in_snapshot = 0;
     out->seq = ev->seq;
     out->time_ns = ev->time_ns;
     out->rec = ev->rec;
     out->has_args = ev->args.op == AMM_TOP_ARGS;
-    if (out->has_args) out->args = ev->args;
+    if (out->has_args)
+        out->args = ev->args;
+    else
+        memset(&out->args, 0, sizeof out->args);
 }
 
 /* ---- apply ----------------------------------------------------------------- */

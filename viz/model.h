@@ -93,6 +93,12 @@ typedef struct vm_site {
     char file[96];
 } vm_site;
 
+/* A hash slot: user pointer -> block index + 1 (key and value together: one cache line visit). */
+typedef struct vm_hent {
+    uint64_t key;
+    uint64_t val;
+} vm_hent;
+
 typedef struct vm_limits {
     size_t max_blocks;     /* default 8M */
     size_t max_regions;    /* default 65536 */
@@ -107,12 +113,12 @@ typedef struct vm_model {
     /* blocks: dense array + open addressing hash user -> index+1 */
     vm_block *blocks;
     size_t nblocks, cap_blocks;
-    uint64_t *hkeys;
-    uint32_t *hvals;
+    vm_hent *hash;     /* open addressing, key 0 = empty */
     size_t hcap;
     /* regions, sorted by base, non-overlapping */
     vm_region *regions;
     size_t nregions, cap_regions;
+    size_t region_hint;           /* the region found by the last lookup (a cache) */
     /* sites: indexed by id */
     vm_site *sites;
     size_t nsites_cap;

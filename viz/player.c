@@ -101,7 +101,7 @@ size_t vp_advance(vp_player *p, uint64_t max, unsigned flags, uint64_t until_seq
         if (n == 0) break;
         for (size_t i = 0; i < n; i++) {
             if (until_seq != UINT64_MAX && p->buf[i].seq > until_seq && p->buf[i].rec.op != VM_OP_STREAM_START) {
-                vz_set_consumed(p->src, p->cps && p->ncps ? p->cps[0].index : p->cursor);
+                vz_set_consumed(p->src, p->cursor);
                 return done;
             }
             vz_event_expand(p->src, &p->buf[i], &ev);
@@ -110,27 +110,29 @@ size_t vp_advance(vp_player *p, uint64_t max, unsigned flags, uint64_t until_seq
             done++;
             if (p->stop_count && ev.rec.op == p->stop_op && --p->stop_count == 0) {
                 p->stop_hit = 1;
-                vz_set_consumed(p->src, p->ncps ? p->cps[0].index : p->cursor);
+                vz_set_consumed(p->src, p->cursor);
                 return done;
             }
             if ((flags & VP_STOP_AT_FAULT) && ev.rec.op == AMM_TOP_FAULT) {
                 p->fault_hit = 1;
-                vz_set_consumed(p->src, p->ncps ? p->cps[0].index : p->cursor);
+                vz_set_consumed(p->src, p->cursor);
                 return done;
             }
         }
     }
-    /* the store may free what no checkpoint needs; checkpoints the store lost are dropped */
+    /* the store may free what is applied (bounded memory); checkpoints whose events it
+     * freed can no longer be replayed from and are dropped */
     vz_stat st;
     vz_get_stat(p->src, &st);
     size_t drop = 0;
-    while (drop + 1 < p->ncps && p->cps[drop].index < st.base) drop++;
+    while (drop < p->ncps && p->cps[drop].index < st.base) drop++;
     if (drop) {
         for (size_t i = 0; i < drop; i++) vm_model_free(&p->cps[i].model);
         memmove(p->cps, p->cps + drop, (p->ncps - drop) * sizeof *p->cps);
         p->ncps -= drop;
     }
-    vz_set_consumed(p->src, p->ncps ? p->cps[0].index : p->cursor);
+    if (p->ncps == 0 && p->cursor >= st.base) take_checkpoint(p); /* always one to seek back to */
+    vz_set_consumed(p->src, p->cursor);
     return done;
 }
 

@@ -8,6 +8,9 @@
  * copy plus `interval` applies.  The interval grows with the heap (at least
  * 4 events per live block) and checkpoints are thinned (every other one
  * dropped) when they exceed the memory budget, so memory stays bounded.
+ * The store frees applied events beyond its budget (see ingest.h), so
+ * seeking back reaches as far as the oldest checkpoint it still holds events
+ * for: at least the store's max_events most recent events.
  */
 #ifndef AMM_VIZ_PLAYER_H
 #define AMM_VIZ_PLAYER_H
