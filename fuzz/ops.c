@@ -209,9 +209,9 @@ static int decode_field(byte_reader *r, amm_op_field f, uint64_t *v) {
     case AMM_OPF_POOL: *v = b % AMM_OPS_POOLS; break;
     case AMM_OPF_BSIZE:
         if (rd(r, &b1)) return -1;
-        *v = 1 + ((b << 8 | b1) % 2048);
+        *v = 1 + ((b << 8 | b1) % 512);
         break;
-    case AMM_OPF_COUNT: *v = 1 + b % 64; break;
+    case AMM_OPF_COUNT: *v = 1 + b % 32; break;
     case AMM_OPF_ALIGN: *v = align_values[b % 24]; break;
     case AMM_OPF_FLAGS: *v = b & 7; break;
     case AMM_OPF_DFLAGS: *v = b & 3; break;
@@ -245,7 +245,7 @@ static int encode_field(amm_op_field f, uint64_t v, uint8_t out[3], size_t *n) {
         }
         return 0;
     case AMM_OPF_BSIZE:
-        if (v < 1 || v > 2048) return -1;
+        if (v < 1 || v > 512) return -1;
         out[0] = (uint8_t)((v - 1) >> 8);
         out[1] = (uint8_t)(v - 1);
         *n = 2;
@@ -262,7 +262,7 @@ static int encode_field(amm_op_field f, uint64_t v, uint8_t out[3], size_t *n) {
     case AMM_OPF_SRC: if (v >= AMM_OPS_SLOTS) return -1; break;
     case AMM_OPF_POOL: if (v >= AMM_OPS_POOLS) return -1; break;
     case AMM_OPF_COUNT:
-        if (v < 1 || v > 64) return -1;
+        if (v < 1 || v > 32) return -1;
         v -= 1;
         break;
     case AMM_OPF_FLAGS: if (v > 7) return -1; break;

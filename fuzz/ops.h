@@ -18,8 +18,10 @@
  *   pool        1 byte, % AMM_OPS_POOLS
  *   size        1-3 bytes: b0 < 0x80: b0; b0 < 0xE0: (b0-0x80)<<8 | b1;
  *               else ((b0-0xE0)<<16 | b1<<8 | b2) % (1 MiB + 1)      -> 0..1 MiB
- *   bsize       2 bytes: 1 + (b0<<8 | b1) % 2048                     -> 1..2048
- *   count       1 byte: 1 + b % 64                                   -> 1..64
+ *   bsize       2 bytes: 1 + (b0<<8 | b1) % 512                      -> 1..512
+ *   count       1 byte: 1 + b % 32                                   -> 1..32
+ *               (small pools: amm_check reads every free slot, so big slabs would
+ *               dominate the fuzzers' time; text lists and traces may ask for any size)
  *   align       1 byte, b % 24: 0 -> 0 (default), 1..17 -> 1 << (v-1) (1..64 KiB),
  *               18..23 -> the bad alignments 3, 24, 48, 1000, 65537, 2 MiB
  *   flags       1 byte & 7 (AMM_ALLOC_MOVABLE | NO_POOL | ZERO)
