@@ -171,8 +171,11 @@ static void vb_fps(vb_target *t, vr_ctx *rc, long n)
     double t_static = vb_now() - t0;
     printf("bench: %ld live blocks in %zu regions (model built in %.2f s, %.1f M records/s)\n", n, m.nregions, t_fill,
            (double)seq / t_fill / 1e6);
-    printf("bench:   %.1f fps with the heap changing every frame (full raster), %.1f fps unchanged (cached raster), %dx%d %s\n",
-           VB_FRAMES / t_change, VB_FRAMES / t_static, rc->lay.w, rc->lay.h, t->win ? "window" : "offscreen");
+    SDL_RendererInfo info;
+    const char *rname = SDL_GetRendererInfo(t->ren, &info) == 0 ? info.name : "?";
+    printf("bench:   %.1f fps with the heap changing every frame (full raster), %.1f fps unchanged (cached raster), "
+           "%dx%d %s, %s renderer\n",
+           VB_FRAMES / t_change, VB_FRAMES / t_static, rc->lay.w, rc->lay.h, t->win ? "window" : "offscreen", rname);
     free(users);
     vm_model_free(&m);
 }

@@ -783,6 +783,13 @@ static int run_headless(app *a)
             fprintf(stderr, "amm-viz: --select 0x%" PRIx64 ": no block there\n", a->o.select);
         }
     }
+    a->pl.stop_hit = 0; /* positioned: later advances (script keys) run freely */
+    a->pl.stop_count = 0;
+    /* a script may seek forward (f, right): let the reader store the rest first (or fill the store) */
+    while (a->nsteps && !st.finished && !st.waiting) {
+        SDL_Delay(1);
+        vz_get_stat(a->ing, &st);
+    }
     while (a->step < a->nsteps && !a->quit) {
         update(a);
         render(a);

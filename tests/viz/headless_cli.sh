@@ -34,6 +34,15 @@ seq=$(model_line "$out/faults.txt" | grep -o "last seq [0-9]*" | grep -o "[0-9]*
 "$viz" --headless --dump --at "$seq" "$trace" >"$out/byseq.txt" 2>&1 || fail "amm-viz --at $seq failed"
 [ "$(model_line "$out/byseq.txt")" = "$(model_line "$out/faults.txt")" ] || fail "--at $seq differs from --at check:7"
 
+# keys through the script, as the window gets them: from the seed's step 7, f jumps to just
+# after the first fault; left steps one record back (before it); c cycles the colour mode
+"$viz" --headless --dump --at check:1 --script "key f" "$trace" >"$out/keyf.txt" 2>&1 || fail "key f failed"
+grep -q "faults 1 " "$out/keyf.txt" || fail "key f: $(grep "^model:" "$out/keyf.txt")"
+"$viz" --headless --dump --at check:1 --script "key f;key left;key c;screenshot $out/keys.png" "$trace" \
+    >"$out/keyleft.txt" 2>&1 || fail "key left failed"
+grep -q "faults 0 " "$out/keyleft.txt" || fail "key f, left: $(grep "^model:" "$out/keyleft.txt")"
+[ -s "$out/keys.png" ] || fail "the scripted screenshot was not written"
+
 # stdin works like a file
 "$viz" --headless --dump --at check:7 - <"$trace" >"$out/stdin.txt" 2>&1 || fail "reading stdin failed"
 [ "$(model_line "$out/stdin.txt")" = "$(model_line "$out/faults.txt")" ] || fail "stdin and file disagree"
