@@ -415,9 +415,12 @@ static void scroll_map(app *a, long rows)
 
 static void zoom(app *a, double f)
 {
+    double before = a->view.zoom;
     a->view.zoom *= f;
     if (a->view.zoom < 1) a->view.zoom = 1;
     if (a->view.zoom > 1e6) a->view.zoom = 1e6;
+    /* keep the same part of the heap in view: rows scale with the zoom */
+    a->view.scroll_row = (long)((double)a->view.scroll_row * (a->view.zoom / before));
     a->mouse_moved = 1;
 }
 

@@ -1100,15 +1100,18 @@ static void draw_help(vr_ctx *c)
         "f            jump to the next fault",
         "p            pause on fault (live streams too)",
         "c, 1-5       colour: state refcount size age site",
-        "wheel, z/x   zoom in / out (0: fit)",
-        "pgup/pgdn    scroll the heap map",
+        "z / x        zoom in / out (also ctrl+wheel; 0: fit)",
+        "wheel        scroll the heap map (pgup/pgdn too)",
+        "up / down    scroll the event log (wheel over it)",
         "click block  pin its details (click empty to unpin)",
         "click log    jump to that record",
         "drag scrub   seek",
         "?            this help      q / esc  quit",
     };
     int n = (int)(sizeof lines / sizeof lines[0]);
-    int w = c->gw * 56, h = c->gh * (n + 2);
+    size_t longest = 0;
+    for (int i = 0; i < n; i++) longest = strlen(lines[i]) > longest ? strlen(lines[i]) : longest;
+    int w = c->gw * ((int)longest + 4), h = c->gh * (n + 2);
     SDL_Rect box = {(c->lay.w - w) / 2, (c->lay.h - h) / 2, w, h};
     fill_a(c, box, 0x0b0d10, 235);
     frame(c, box, 0x8fd0ff);
