@@ -55,7 +55,7 @@ for t in $TARGETS; do
     if [ "$rc" -ne 0 ] || [ -n "$artifact" ]; then
         status=1
         echo "!! $t FAILED (exit $rc); the end of its log ($RUN/$t/log):"
-        grep -E '^fuzz_[a-z]+:|ERROR|FAULT|SUMMARY|Test unit written|replay:' "$RUN/$t/log" | head -20 | sed 's/^/   /'
+        grep -E '^fuzz_[a-z]+:|AddressSanitizer|ERROR|FAULT|SUMMARY|Test unit written|replay:' "$RUN/$t/log" | head -20 | sed 's/^/   /'
         if [ -n "$artifact" ]; then
             a="$RUN/$t/artifacts/$artifact"
             case $t in

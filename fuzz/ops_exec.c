@@ -292,7 +292,6 @@ static int verify_fresh(ctx *c, const unsigned char *p, size_t size, unsigned fl
     return RUN_OK;
 }
 
-/* After an allocating call: NULL must come with a report; a block must be fresh and placed. */
 /*
  * An allocating call returned NULL: fine with an out-of-memory report while
  * injecting, or for a huge request (a trace may ask for anything), never
@@ -307,6 +306,7 @@ static int null_result(ctx *c, uint64_t bytes, const char *what) {
     return n ? RUN_OK : fail(c, "%s returned NULL without a report", what);
 }
 
+/* After an allocating call: NULL must come with a report; a block must be fresh and placed. */
 static int took_block(ctx *c, size_t i, void *p, size_t size, size_t align, unsigned flags, const char *what) {
     if (!p) return null_result(c, size, what);
     if (expect(c, 0, 0, 0) || verify_fresh(c, p, size, flags)) return RUN_FAIL;
