@@ -319,8 +319,8 @@ static int parse_args(app *a, int argc, char **argv)
         fprintf(stderr, "amm-viz: --headless needs --screenshot OUT.png or --dump\n");
         return -1;
     }
-    if (o->headless && o->kind == VZ_SRC_LISTEN) {
-        fprintf(stderr, "amm-viz: --headless works on a file or stdin, not --listen\n");
+    if (o->headless && o->kind == VZ_SRC_LISTEN && !o->script) {
+        fprintf(stderr, "amm-viz: --headless --listen needs a --script saying when to stop (e.g. \"wait-streams 1;quit\")\n");
         return -1;
     }
     if (o->headless) o->follow = 0;
@@ -752,8 +752,30 @@ static void dump_model(const vm_model *m)
 }
 
 /* Headless: apply up to --at (or everything), render once, write the PNG. */
+/* Headless on a socket: the script says when to stop (wait-streams N; quit). */
+static int run_headless_listen(app *a)
+{
+    while (a->step < a->nsteps && !a->quit) {
+        update(a);
+        if (a->pending_shot)
+            render(a);
+        else
+            SDL_Delay(2); /* waiting for writers; nothing to draw until asked */
+    }
+    vz_stat st;
+    vz_get_stat(a->ing, &st);
+    if (a->o.screenshot) a->pending_shot = a->o.screenshot;
+    render(a);
+    printf("amm-viz: %" PRIu64 " streams, %" PRIu64 " records shown, %" PRIu64 " dropped, %" PRIu64
+           " damaged (last at byte %" PRIu64 ")%s%s\n",
+           st.streams, a->pl.cursor, st.dropped, st.damaged, st.damage_offset, st.message[0] ? ": " : "", st.message);
+    if (a->o.dump) dump_model(&a->pl.model);
+    return a->exit_code;
+}
+
 static int run_headless(app *a)
 {
+    if (a->o.kind == VZ_SRC_LISTEN) return run_headless_listen(a);
     vz_stat st;
     a->pl.stop_op = a->o.at_op;
     a->pl.stop_count = a->o.at_count;

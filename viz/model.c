@@ -820,13 +820,15 @@ void vm_model_apply(vm_model *m, const amm_trace_event *ev)
         break;
     case AMM_TOP_SNAPSHOT_END: m->in_snapshot = 0; break;
     case VM_OP_STREAM_START:
-        /* a new program: its heap, samples and fault marks start afresh (the log keeps going) */
+        /* a new program: its heap, samples, faults and counters start afresh (the log keeps going) */
         vm_model_clear_heap(m);
         m->nsamples = 0;
         m->sample_stride = 1;
         m->sample_skip = 0;
         m->have_sample = 0;
         m->fault_count = 0;
+        m->faults_total = m->anomalies = m->untracked = m->dropped = 0;
+        m->defrags = m->moves = m->managers = 0;
         m->streams++;
         m->canary = 16;
         m->quarantine_limit = 0;

@@ -387,9 +387,14 @@ TEST(stream_start_clears_heap_keeps_history)
     vm_model *m = new_model(&s);
     ve_region(&s, BASE, REGION, 0);
     ve_alloc(&s, BASE + 16, 8, 16);
+    ve_free(&s, 0x1234, 8, 0); /* an anomaly of the first program */
+    ve_fault(&s, AMM_ERR_DOUBLE_FREE, BASE + 16, BASE + 16, 8, 0, 0);
     ve_simple(&s, VM_OP_STREAM_START, 0, 0, 0);
     EXPECT_EQ(m->nblocks, 0);
+    EXPECT_EQ(m->anomalies, 0);
+    EXPECT_EQ(m->faults_total, 0);
+    EXPECT_EQ(m->fault_count, 0);
     EXPECT_EQ(m->nregions, 0);
     EXPECT_EQ(m->streams, 1);
-    EXPECT_EQ(m->log_count, 3);
+    EXPECT_EQ(m->log_count, 5);
 }

@@ -13,25 +13,10 @@ if [ -z "${DISPLAY:-}" ]; then
     exec xvfb-run -a -s "-screen 0 1280x800x24" sh "$0" "$@"
 fi
 mkdir -p "$out"
-sock=$(mktemp -u /tmp/amm-viz-live-XXXXXX.sock)
 shot="$out/xvfb_live.png"
 rm -f "$shot" "$out/viz.log"
-
-"$viz" --listen "$sock" --size 1024x700 \
-    --script "wait-streams 2;key c;frames 2;screenshot $shot;quit" >"$out/viz.log" 2>&1 &
-viz_pid=$!
-cleanup() { kill "$viz_pid" 2>/dev/null || true; rm -f "$sock"; }
-trap cleanup EXIT INT TERM
-
-# wait (bounded) for the socket to appear
-i=0
-while [ ! -S "$sock" ]; do
-    i=$((i + 1))
-    if [ $i -gt 500 ] || ! kill -0 "$viz_pid" 2>/dev/null; then
-        echo "xvfb_live: amm-viz did not start listening"; cat "$out/viz.log"; exit 1
-    fi
-    sleep 0.02
-done
+. "$(dirname "$0")/listen_lib.sh"
+viz_listen xvfb_live "$out/viz.log" --size 1024x700 --script "wait-streams 2;key c;frames 2;screenshot $shot;quit"
 
 for run in 1 2; do
     AMM_OPTIONS="trace=unix:$sock" "$demo" --seed "$run" >"$out/demo$run.log" 2>&1 || {
@@ -42,10 +27,9 @@ done
 status=0
 wait "$viz_pid" || status=$?
 trap - EXIT INT TERM
-rm -f "$sock"
 cat "$out/viz.log"
 if [ "$status" -ne 0 ]; then echo "xvfb_live: amm-viz exited with $status"; exit 1; fi
-if [ -S "$sock" ]; then echo "xvfb_live: the socket file was left behind"; exit 1; fi
+if [ -e "$sock" ]; then echo "xvfb_live: the socket file was left behind"; rm -f "$sock"; exit 1; fi
 [ -s "$shot" ] || { echo "xvfb_live: no screenshot written"; exit 1; }
 sig=$(od -An -tx1 -N8 "$shot" | tr -d ' \n')
 [ "$sig" = "89504e470d0a1a0a" ] || { echo "xvfb_live: $shot is not a PNG ($sig)"; exit 1; }
