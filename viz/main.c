@@ -93,7 +93,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: amm-viz [options] FILE | - | --listen PATH\n"
             "  FILE               a trace file (followed as it grows; --no-follow reads it once)\n"
-            "  -                  read the trace from stdin (prog | amm-viz -)\n"
+            "  -                  read the trace from stdin:\n"
+            "                     AMM_OPTIONS=trace=fd:3 prog 3>&1 >/dev/null | amm-viz -\n"
             "  --listen PATH      serve a Unix socket; run the program with AMM_OPTIONS=trace=unix:PATH\n"
             "  --headless         no window: render offscreen (with --screenshot)\n"
             "  --screenshot OUT   write a PNG (headless: of the state at --at or the end)\n"

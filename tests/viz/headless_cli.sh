@@ -47,6 +47,11 @@ grep -q "faults 0 " "$out/keyleft.txt" || fail "key f, left: $(grep "^model:" "$
 "$viz" --headless --dump --at check:7 - <"$trace" >"$out/stdin.txt" 2>&1 || fail "reading stdin failed"
 [ "$(model_line "$out/stdin.txt")" = "$(model_line "$out/faults.txt")" ] || fail "stdin and file disagree"
 
+# a live pipe from the traced program (trace=fd:3)
+AMM_OPTIONS="trace=fd:3,sample_every=32" "$demo" 3>&1 >/dev/null 2>&1 | "$viz" --headless --dump --at check:7 - \
+    >"$out/pipe.txt" 2>&1 || fail "reading a pipe failed"
+grep -q "faults 2 anomalies 0" "$out/pipe.txt" || fail "pipe: $(grep "^model:" "$out/pipe.txt")"
+
 # a truncated trace (cut mid-record): read up to the cut, no crash
 size=$(wc -c <"$trace")
 head -c $((size / 2 + 13)) "$trace" >"$out/cut.trace"
