@@ -35,7 +35,10 @@ void amm__guard_init(amm_manager *m) {
         while (bad_pattern_byte(v)) v = (uint8_t)(v + 0x35);
         m->pattern[i] = v;
     }
+    for (size_t i = 0; i < sizeof m->pattern_run; i++) m->pattern_run[i] = m->pattern[i & 7];
 }
+
+#define RUN (sizeof(((amm_manager *)0)->pattern_run))
 
 static uint64_t pattern_word(const amm_manager *m) {
     uint64_t w;
@@ -49,6 +52,7 @@ void amm__canary_fill(const amm_manager *m, uintptr_t start, uintptr_t end) {
         *(uint8_t *)a = m->pattern[a & 7];
         a++;
     }
+    for (; a + RUN <= end; a += RUN) memcpy((void *)a, m->pattern_run, RUN);
     uint64_t w = pattern_word(m);
     for (; a + 8 <= end; a += 8) memcpy((void *)a, &w, 8);
     for (; a < end; a++) *(uint8_t *)a = m->pattern[a & 7];
@@ -60,6 +64,7 @@ uintptr_t amm__canary_first_bad(const amm_manager *m, uintptr_t start, uintptr_t
         if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
         a++;
     }
+    while (a + RUN <= end && memcmp((const void *)a, m->pattern_run, RUN) == 0) a += RUN;
     uint64_t w = pattern_word(m);
     for (; a + 8 <= end; a += 8) {
         uint64_t v;
@@ -78,6 +83,7 @@ uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t 
         a--;
         if (*(const uint8_t *)a != m->pattern[a & 7]) return a;
     }
+    while (a >= start + RUN && memcmp((const void *)(a - RUN), m->pattern_run, RUN) == 0) a -= RUN;
     uint64_t w = pattern_word(m);
     for (; a >= start + 8; a -= 8) {
         uint64_t v;
@@ -97,16 +103,8 @@ void amm__san_restore(const amm_manager *m, const amm__block *b) {
         amm__san_freed(b->raw, b->raw_size);
         return;
     }
-    uintptr_t uend = b->user + b->size, end = b->raw + b->raw_size;
     amm__san_guard(b->raw, b->user - b->raw);
-#ifdef AMM__ASAN
-    /* ASan: the granule holding the block's end is redzone first, then the
-     * unpoison of the user bytes makes it "first k bytes addressable". */
-    amm__san_guard(uend & ~(uintptr_t)7, end - (uend & ~(uintptr_t)7));
-    __asan_unpoison_memory_region((void *)b->user, b->size);
-#else
-    amm__san_guard(uend, end - uend);
-#endif
+    amm__san_guard_after(b->user + b->size, b->raw + b->raw_size);
 }
 
 /* Opens both guards of b for amm's own access; amm__san_restore closes them. */

@@ -126,7 +126,6 @@ static void absorb_next(amm_manager *m, amm__block *c) {
 /* Frees chunk c (not on a list): merges it with free neighbours, lists the result. */
 static void free_chunk(amm_manager *m, amm__block *c) {
     c->state = AMM_BLOCK_FREE;
-    amm__san_freed(c->raw, c->raw_size);
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
         free_remove(m, c->next_phys);
         absorb_next(m, c);
@@ -140,11 +139,22 @@ static void free_chunk(amm_manager *m, amm__block *c) {
     free_insert(m, c);
 }
 
-/* Splits the tail of a used chunk beyond keep bytes off as free, if worth it. */
-static void trim_tail(amm_manager *m, amm__block *c, size_t keep) {
+/* Frees chunk c whose bytes were in use (live, guards, quarantine): the
+ * sanitizers learn they are free now; free_chunk alone is for bytes that
+ * already were (shadow work stays proportional to the bytes changing state). */
+static void free_used_chunk(amm_manager *m, amm__block *c) {
+    amm__san_freed(c->raw, c->raw_size);
+    free_chunk(m, c);
+}
+
+/* Splits the tail of a chunk beyond keep bytes off as free, if worth it;
+ * was_used says whether those bytes were in use (else they were free already). */
+static void trim_tail(amm_manager *m, amm__block *c, size_t keep, int was_used) {
     if (c->raw_size - keep < AMM__MIN_SPLIT) return;
     amm__block *t = split(m, c, keep);
-    if (t) free_chunk(m, t); /* if no record is available the tail stays as slack */
+    if (!t) return; /* no record available: the tail stays as slack */
+    if (was_used) free_used_chunk(m, t);
+    else free_chunk(m, t);
 }
 
 size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
@@ -157,8 +167,7 @@ size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
 
 static amm__region *region_new(amm_manager *m, size_t min_bytes) {
     size_t page = amm__page_size();
-    size_t bytes = m->cfg.region_size;
-    if (bytes < min_bytes) bytes = amm__align_up(min_bytes, page);
+    size_t bytes = amm__align_up(m->cfg.region_size > min_bytes ? m->cfg.region_size : min_bytes, page);
     void *arr = m->regions;
     if (amm__array_reserve(&arr, &m->region_cap, m->region_count + 1, sizeof(amm__region *)) != 0) return NULL;
     m->regions = arr;
@@ -183,7 +192,7 @@ static amm__region *region_new(amm_manager *m, size_t min_bytes) {
     c->origin = AMM_ORIGIN_HEAP;
     m->regions[m->region_count++] = reg;
     m->reserved += bytes;
-    amm__san_freed(reg->base, bytes);
+    if (bytes <= AMM__SAN_EAGER_BYTES) amm__san_freed(reg->base, bytes); /* else left open until used */
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, reg->base, bytes, AMM_ORIGIN_HEAP, reg->id));
     free_insert(m, c);
     return reg;
@@ -215,7 +224,7 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
         free_insert(m, c); /* the gap; its neighbours are not free */
         c = rest;
     }
-    trim_tail(m, c, need);
+    trim_tail(m, c, need, 0);
     c->user = user;
     return c;
 }
@@ -249,7 +258,7 @@ void amm__heap_release(amm_manager *m, amm__block *b) {
     b->user = 0;
     b->size = 0;
     b->refcount = 0;
-    free_chunk(m, b);
+    free_used_chunk(m, b);
 }
 
 int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
@@ -263,7 +272,7 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
         free_remove(m, n);
         absorb_next(m, b);
     }
-    trim_tail(m, b, need);
+    trim_tail(m, b, need, 1);
     b->region->used_bytes = b->region->used_bytes - before + b->raw_size;
     return 0;
 }
@@ -438,7 +447,7 @@ static int slide_down(amm_manager *m, amm__block *c, size_t *bytes, size_t *bloc
     amm__registry_del(m, old_user);
     c->user = user;
     amm__registry_put(m, c); /* cannot grow: one key left, one comes back */
-    trim_tail(m, c, block_need(m, c));
+    trim_tail(m, c, block_need(m, c), 1);
     c->region->used_bytes = c->region->used_bytes - before + c->raw_size;
     moved(m, c, old_user, bytes, blocks);
     return 1;
@@ -489,7 +498,7 @@ static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *b
     c->region->used_chunks--;
     c->region->used_bytes -= c->raw_size;
     c->user = 0;
-    free_chunk(m, c);
+    free_used_chunk(m, c);
     moved(m, d, old_user, bytes, blocks);
     return 1;
 }

@@ -104,6 +104,7 @@ struct amm_pool {
     uint32_t *free_stack;  /* slot indexes; free_top of them are free */
     size_t free_top;
     size_t used, quarantined, high_water;
+    int prefilled;         /* every slot was canary-filled at creation (small slabs) */
 };
 
 /* The region table: every heap region, pool slab and large mapping, sorted by base. */
@@ -137,6 +138,7 @@ struct amm_manager {
     size_t canary;           /* cfg.canary */
     size_t front;            /* heap front canary bytes: canary rounded up to the granule */
     uint8_t pattern[8];      /* canary byte for address a is pattern[a & 7] */
+    uint8_t pattern_run[256]; /* the canary of any 8-aligned 256-byte span: one memcmp/memcpy per span */
     uint64_t secret;
     amm_error_fn on_fault;
     void *on_fault_user;

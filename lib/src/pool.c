@@ -8,7 +8,9 @@
  *
  * front = canary rounded up to the alignment, stride = front + block_size +
  * canary rounded up to the alignment.  A free slot is canary from end to end,
- * so a write into it is caught by amm_check; a live slot's bytes after
+ * so a write into it is caught by amm_check (in a slab over 16 MiB, a slot
+ * never used is left untouched, so creating a big pool costs no page of it);
+ * a live slot's bytes after
  * user+size are canary too (byte-exact, even for a request smaller than the
  * slot).  The slot of an address is (addr - base) / stride, exact: a pointer's
  * pool is decided by its address, never by its size.  Each slot has an
@@ -67,8 +69,11 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
         p->free_stack[i] = (uint32_t)(count - 1 - i); /* slot 0 is handed out first */
     }
     p->free_top = count;
-    amm__canary_fill(m, p->base, p->base + stride * count);
-    amm__san_freed(p->base, p->slab_bytes);
+    if (p->slab_bytes <= AMM__SAN_EAGER_BYTES) { /* small slabs: every slot guarded from the start */
+        amm__canary_fill(m, p->base, p->base + stride * count);
+        amm__san_freed(p->base, p->slab_bytes);
+        p->prefilled = 1;
+    }
     p->id = m->pool_count;
     m->pools[m->pool_count++] = p;
     m->reserved += p->slab_bytes;

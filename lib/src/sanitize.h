@@ -34,6 +34,11 @@
 #define AMM__VALGRIND 1
 #endif
 
+/* Fresh mappings up to this size are marked free for the sanitizers at once;
+ * larger ones stay open until their bytes are first used (the shadow work of
+ * a mapping is 1/8 of its size). */
+#define AMM__SAN_EAGER_BYTES ((size_t)16 << 20)
+
 #define AMM__SHADOW_REDZONE 0xfa /* ASan's heap left/right redzone */
 #define AMM__SHADOW_FREED 0xfd   /* ASan's freed heap memory */
 
@@ -52,7 +57,30 @@ __attribute__((no_sanitize("address"))) static inline void amm__shadow_set(uintp
     for (; i + 8 <= count; i += 8) *(volatile uint64_t *)(void *)(uintptr_t)(s + i) = word;
     for (; i < count; i++) s[i] = magic;
 }
+
+/* The granule holding a (not 8-aligned) becomes "first a & 7 bytes addressable". */
+__attribute__((no_sanitize("address"))) static inline void amm__shadow_set_partial(uintptr_t a) {
+    size_t scale, offset;
+    __asan_get_shadow_mapping(&scale, &offset);
+    *(volatile uint8_t *)(((a & ~(uintptr_t)7) >> scale) + offset) = (uint8_t)(a & 7);
+}
 #endif
+
+/* The guard after a live block's last byte: whole granules from the block's
+ * end on are redzone, and the granule holding the end gets ASan's "first k
+ * bytes addressable" value written in one store.  User bytes' shadow is never
+ * touched, so a check in one thread cannot race with the owner's writes. */
+static inline void amm__san_guard_after(uintptr_t uend, uintptr_t end) {
+#ifdef AMM__ASAN
+    uintptr_t whole = (uend + 7) & ~(uintptr_t)7;
+    if (uend & 7) amm__shadow_set_partial(uend);
+    amm__shadow_set(whole, end > whole ? end - whole : 0, AMM__SHADOW_REDZONE);
+#endif
+#ifdef AMM__VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS((void *)uend, end - uend);
+#endif
+    (void)uend, (void)end;
+}
 
 /* amm's own code is about to touch [a, a+n): make it accessible. */
 static inline void amm__san_open(uintptr_t a, size_t n) {

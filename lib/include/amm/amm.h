@@ -292,8 +292,9 @@ int amm_set_movable(amm_manager *m, void *ptr, int movable);
 /*
  * Creates a pool of block_count slots of block_size bytes aligned to align,
  * each guarded by canaries, in one slab mapping.  Returns NULL (reported) on a
- * bad alignment, zero size/count, or when memory is refused.  O(block_count)
- * (the slots' canaries are written up front).
+ * bad alignment, zero size/count, or when memory is refused.  O(block_count):
+ * a slab of up to 16 MiB is canary-filled at once; a larger one's slots are
+ * filled when first used, so no page of it is touched until then.
  */
 amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count, size_t align);
 
