@@ -367,7 +367,9 @@ static void put_flags(char *buf, size_t len, size_t *pos, uint64_t v, const char
 static void put_value(char *buf, size_t len, size_t *pos, amm_op_field f, uint64_t v, int json) {
     int named = f == AMM_OPF_FLAGS || f == AMM_OPF_DFLAGS || f == AMM_OPF_API;
     if (named && json) put(buf, len, pos, "\"");
-    if (f == AMM_OPF_FLAGS) {
+    if (json && v == 0 && (f == AMM_OPF_FLAGS || f == AMM_OPF_DFLAGS)) {
+        /* JSON: no flags is "" (the text form writes 0) */
+    } else if (f == AMM_OPF_FLAGS) {
         put_flags(buf, len, pos, v, alloc_flag_names, 3);
     } else if (f == AMM_OPF_DFLAGS) {
         put_flags(buf, len, pos, v, defrag_flag_names, 2);
