@@ -108,8 +108,9 @@ static void usage(FILE *out)
             "  --help-overlay     show the key help\n"
             "  --dump             print the model as text at the end (headless)\n"
             "  --script STEPS     ';'-separated steps run in order: wait-end, wait-events N,\n"
-            "                     wait-streams N (N writers came and went), frames N, key K,\n"
-            "                     screenshot FILE, quit (closes the window like the user would)\n"
+            "                     wait-streams N (N writers came and went), wait-paused,\n"
+            "                     frames N, key K, move X Y, click X Y, screenshot FILE,\n"
+            "                     quit (closes the window like the user would)\n"
             "  --quit-on-end      quit once the source ended and everything is shown\n"
             "  --max-events N     events kept for seeking (default 2M)\n"
             "  --font PATH        a monospace TTF font\n"
@@ -159,11 +160,12 @@ static int parse_script(app *a, const char *script)
         s->cmd[clen] = '\0';
         if (sp) memcpy(s->arg, sp + 1, alen);
         s->arg[alen] = '\0';
-        static const char *const known[] = {"wait-end", "wait-events", "wait-streams", "frames", "key", "screenshot", "quit"};
+        static const char *const known[] = {"wait-end", "wait-events", "wait-streams", "wait-paused", "frames",
+                                            "key",      "click",       "move",         "screenshot",  "quit"};
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) ok |= strcmp(s->cmd, known[k]) == 0;
         if (!ok) {
-            fprintf(stderr, "amm-viz: --script: unknown step \"%s\" (wait-end, wait-events N, wait-streams N, frames N, key K, "
+            fprintf(stderr, "amm-viz: --script: unknown step \"%s\" (wait-end, wait-events N, wait-streams N, wait-paused, frames N, key K, move X Y, click X Y, "
                             "screenshot FILE, quit)\n", s->cmd);
             return -1;
         }
@@ -578,7 +580,27 @@ static int script_step(app *a, const vz_stat *st)
     if (strcmp(s->cmd, "wait-events") == 0) return a->pl.cursor >= strtoull(s->arg, NULL, 0);
     if (strcmp(s->cmd, "wait-streams") == 0)
         return st->streams >= strtoull(s->arg, NULL, 0) && !st->connected && a->pl.cursor >= st->count;
+    if (strcmp(s->cmd, "wait-paused") == 0) return a->mode == MODE_PAUSED;
     if (strcmp(s->cmd, "frames") == 0) return ++a->step_frames > strtoul(s->arg, NULL, 0);
+    if (strcmp(s->cmd, "click") == 0 || strcmp(s->cmd, "move") == 0) {
+        int x = 0, y = 0;
+        if (sscanf(s->arg, "%d %d", &x, &y) != 2) fprintf(stderr, "amm-viz: --script: %s wants X Y\n", s->cmd);
+        SDL_Event e[3];
+        memset(e, 0, sizeof e);
+        e[0].type = SDL_MOUSEMOTION;
+        e[0].motion.x = x;
+        e[0].motion.y = y;
+        e[1].type = SDL_MOUSEBUTTONDOWN;
+        e[2].type = SDL_MOUSEBUTTONUP;
+        for (int i = 1; i < 3; i++) {
+            e[i].button.button = SDL_BUTTON_LEFT;
+            e[i].button.x = x;
+            e[i].button.y = y;
+        }
+        int n = s->cmd[0] == 'c' ? 3 : 1;
+        for (int i = 0; i < n; i++) app_event(a, &e[i]);
+        return 1;
+    }
     if (strcmp(s->cmd, "screenshot") == 0) {
         a->pending_shot = s->arg;
         return 1;
@@ -588,10 +610,7 @@ static int script_step(app *a, const vz_stat *st)
         memset(&e, 0, sizeof e);
         e.type = SDL_KEYDOWN;
         e.key.keysym.sym = key_named(s->arg);
-        if (a->o.headless)
-            app_event(a, &e);
-        else
-            SDL_PushEvent(&e);
+        app_event(a, &e); /* straight to the handler: it acts before the next record */
         return 1;
     }
     if (strcmp(s->cmd, "quit") == 0) {
@@ -614,6 +633,14 @@ static void update(app *a)
     uint64_t t = now_ns();
     double dt = a->last_tick ? (double)(t - a->last_tick) / 1e9 : 0;
     a->last_tick = t;
+    vz_stat st;
+    vz_get_stat(a->ing, &st);
+    /* scripted steps first, so a scripted key acts before the records that follow it */
+    while (a->step < a->nsteps && script_step(a, &st)) {
+        a->step++;
+        a->step_frames = 0;
+        if (a->pending_shot) break; /* the shot needs a frame rendered first */
+    }
     unsigned flags = a->pause_on_fault ? VP_STOP_AT_FAULT : 0u;
     if (a->mode == MODE_LIVE) {
         /* as much as fits in a slice of the frame, so a fast stream never freezes the window */
@@ -632,14 +659,8 @@ static void update(app *a)
         a->pl.fault_hit = 0;
         snprintf(a->message, sizeof a->message, "paused on a fault (p toggles, space resumes)");
     }
-    vz_stat st;
     vz_get_stat(a->ing, &st);
     if (a->o.quit_on_end && source_done(a, &st)) a->quit = 1;
-    while (a->step < a->nsteps && script_step(a, &st)) {
-        a->step++;
-        a->step_frames = 0;
-        if (a->pending_shot) break; /* the shot needs a frame rendered first */
-    }
     refresh_block(a);
     a->view.frame++;
 }
@@ -767,9 +788,10 @@ static int run_headless_listen(app *a)
     vz_get_stat(a->ing, &st);
     if (a->o.screenshot) a->pending_shot = a->o.screenshot;
     render(a);
-    printf("amm-viz: %" PRIu64 " streams, %" PRIu64 " records shown, %" PRIu64 " dropped, %" PRIu64
+    printf("amm-viz: %" PRIu64 " streams, %" PRIu64 " of %" PRIu64 " records shown, %" PRIu64 " dropped, %" PRIu64
            " damaged (last at byte %" PRIu64 ")%s%s\n",
-           st.streams, a->pl.cursor, st.dropped, st.damaged, st.damage_offset, st.message[0] ? ": " : "", st.message);
+           st.streams, a->pl.cursor, st.count, st.dropped, st.damaged, st.damage_offset, st.message[0] ? ": " : "",
+           st.message);
     if (a->o.dump) dump_model(&a->pl.model);
     return a->exit_code;
 }
@@ -851,8 +873,8 @@ static int run_window(app *a)
     }
     vz_stat st;
     vz_get_stat(a->ing, &st);
-    printf("amm-viz: closed: %" PRIu64 " streams, %" PRIu64 " records shown, %" PRIu64 " dropped, %" PRIu64
-           " damaged\n", st.streams, a->pl.cursor, st.dropped, st.damaged);
+    printf("amm-viz: closed: %" PRIu64 " streams, %" PRIu64 " of %" PRIu64 " records shown, %" PRIu64
+           " dropped, %" PRIu64 " damaged\n", st.streams, a->pl.cursor, st.count, st.dropped, st.damaged);
     return a->exit_code;
 }
 

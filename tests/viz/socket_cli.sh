@@ -31,5 +31,15 @@ grep -q "amm-viz: 3 streams" "$out/viz.log" || fail "three streams not seen"
 grep -q " [1-9][0-9]* damaged (last at byte [1-9]" "$out/viz.log" || fail "the damage was not counted with its offset"
 grep -q "^model: .* live 0 (0 B) .* anomalies 0" "$out/viz.log" || fail "the last stream was not shown whole and clean"
 [ -s "$out/last.png" ] || fail "no screenshot"
+
+# pause on fault (key p) holds a live stream right after its first fault
+viz_listen socket_pause "$out/pause.log" --headless --dump --script "key p;wait-paused;quit"
+"$writer" "$sock" "$trace" 2>/dev/null # the viewer may close before the writer is done
+status=0
+wait "$viz_pid" || status=$?
+trap - EXIT INT TERM
+rm -f "$sock"
+[ "$status" -eq 0 ] || fail "pause on fault: amm-viz exited with $status"
+grep -q "^model: .* faults 1 " "$out/pause.log" || fail "pause on fault: $(grep "^model:" "$out/pause.log")"
 [ $fails -eq 0 ] || exit 1
 echo "socket_cli: ok"

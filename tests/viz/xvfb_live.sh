@@ -16,7 +16,10 @@ mkdir -p "$out"
 shot="$out/xvfb_live.png"
 rm -f "$shot" "$out/viz.log"
 . "$(dirname "$0")/listen_lib.sh"
-viz_listen xvfb_live "$out/viz.log" --size 1024x700 --script "wait-streams 2;key c;frames 2;screenshot $shot;quit"
+# after both streams: colour mode key, then a click in the middle of the scrubber (at 1024x700
+# it spans x 234..694 at y 679..689) seeks back to about half of the records
+viz_listen xvfb_live "$out/viz.log" --size 1024x700 \
+    --script "wait-streams 2;key c;click 464 684;frames 2;screenshot $shot;quit"
 
 for run in 1 2; do
     AMM_OPTIONS="trace=unix:$sock" "$demo" --seed "$run" >"$out/demo$run.log" 2>&1 || {
@@ -35,4 +38,8 @@ sig=$(od -An -tx1 -N8 "$shot" | tr -d ' \n')
 [ "$sig" = "89504e470d0a1a0a" ] || { echo "xvfb_live: $shot is not a PNG ($sig)"; exit 1; }
 grep -q "wrote $shot (1024x700)" "$out/viz.log" || { echo "xvfb_live: screenshot size is not the window's"; exit 1; }
 grep -q "closed: 2 streams" "$out/viz.log" || { echo "xvfb_live: the viewer did not see two streams"; exit 1; }
+shown=$(sed -n 's/.*closed: 2 streams, \([0-9]*\) of \([0-9]*\) records.*/\1 \2/p' "$out/viz.log")
+set -- $shown
+[ $# -eq 2 ] && [ "$1" -gt $(($2 / 3)) ] && [ "$1" -lt $(($2 * 2 / 3)) ] ||
+    { echo "xvfb_live: the scrubber click did not seek to the middle ($shown)"; exit 1; }
 echo "xvfb_live: ok (two live streams shown, window closed by script)"
