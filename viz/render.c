@@ -586,8 +586,11 @@ int vr_map_addr_at(const vr_ctx *c, const vm_model *m, int x, int y, uint64_t *l
         if (row < c->row0[i] || row >= c->row0[i] + rows) continue;
         double off = ((double)(row - c->row0[i]) * a->w + (x - a->x)) * c->bpp;
         if (off >= (double)r->size) return 0;
-        *lo = r->base + (uint64_t)off;
-        *hi = r->base + (uint64_t)(off + (c->bpp < 1 ? 1 : c->bpp));
+        double end = off + (c->bpp < 1 ? 1 : c->bpp);
+        *lo = r->base + (uint64_t)off; /* off < size <= 2^64 - base: no overflow */
+        /* the pixel's end, clipped to the region's (computed in integers near 2^64) */
+        *hi = end >= (double)r->size ? r->base + r->size : r->base + (uint64_t)end;
+        if (*hi <= *lo) *hi = r->base + r->size > *lo ? *lo + 1 : *lo;
         return 1;
     }
     return 0;

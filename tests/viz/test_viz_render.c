@@ -297,3 +297,94 @@ TEST(png_round_trip)
     free(raw);
     free(buf);
 }
+
+/* ---- random models: the renderer must draw anything the model can hold ------------------ */
+
+static uint64_t rnd_addr(h_rng *r)
+{
+    switch (h_rand(r) % 4) {
+    case 0: return h_rand(r);
+    case 1: return 0x100000u + h_rand_range(r, 0, 255) * 16u;
+    case 2: return UINT64_MAX - h_rand_range(r, 0, 4095);
+    default: return h_rand_range(r, 0, 65535);
+    }
+}
+
+TEST(random_models_render_and_map_round_trips)
+{
+    ASSERT_EQ(SDL_Init(0), 0);
+    SDL_Surface *s = SDL_CreateRGBSurfaceWithFormat(0, 800, 600, 32, SDL_PIXELFORMAT_ARGB8888);
+    ASSERT_NOT_NULL(s);
+    SDL_Renderer *ren = SDL_CreateSoftwareRenderer(s);
+    ASSERT_NOT_NULL(ren);
+    vr_ctx rc;
+    vr_init(&rc, ren, NULL);
+    h_rng rng = h_rng_make(h_seed());
+    size_t checked = 0;
+    for (int it = 0; it < 60; it++) {
+        vm_limits lim;
+        vm_limits_default(&lim);
+        lim.max_blocks = 2000;
+        lim.max_regions = 64;
+        vm_model m;
+        ASSERT_EQ(vm_model_init(&m, &lim), 0);
+        int n = (int)h_rand_range(&rng, 0, 3000);
+        for (int i = 0; i < n; i++) {
+            amm_trace_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.seq = (uint64_t)i + 1;
+            ev.rec.op = (uint8_t)(h_rand(&rng) % AMM_TOP_COUNT);
+            if (h_rand(&rng) % 3 == 0) ev.rec.op = h_rand(&rng) % 2 ? AMM_TOP_ALLOC : AMM_TOP_REGION_MAP;
+            ev.rec.addr = rnd_addr(&rng);
+            ev.rec.size = h_rand(&rng) % 5 == 0 ? h_rand(&rng) : h_rand_range(&rng, 0, 100000);
+            ev.rec.aux_a = (uint32_t)(h_rand(&rng) % 7 == 0 ? h_rand(&rng) : h_rand_range(&rng, 0, 63));
+            ev.rec.aux_b = (uint32_t)h_rand(&rng);
+            ev.rec.align_log2 = (uint8_t)h_rand(&rng);
+            if (h_rand(&rng) % 2) {
+                ev.has_args = 1;
+                ev.args.op = AMM_TOP_ARGS;
+                ev.args.addr = rnd_addr(&rng);
+                ev.args.size = h_rand(&rng) % 3 ? h_rand_range(&rng, 0, 4095) : h_rand(&rng);
+                ev.args.aux_a = (uint32_t)h_rand_range(&rng, 0, 19);
+                ev.args.aux_b = (uint32_t)h_rand_range(&rng, 0, 2);
+            }
+            vm_model_apply(&m, &ev);
+        }
+        vr_view v;
+        memset(&v, 0, sizeof v);
+        v.zoom = it % 2 ? (double)h_rand_range(&rng, 1, 64) : 1; /* half of them show the whole heap */
+        v.color_mode = (int)h_rand_range(&rng, 0, VR_COLOR_COUNT - 1);
+        v.scroll_row = it % 2 ? (long)h_rand_range(&rng, 0, 99) : 0;
+        v.help = (int)h_rand_range(&rng, 0, 1);
+        v.frame = (unsigned)h_rand(&rng);
+        if (m.nblocks) {
+            v.block = m.blocks[h_rand(&rng) % m.nblocks];
+            v.have_block = 1;
+        }
+        vr_status st;
+        memset(&st, 0, sizeof st);
+        st.mode = "LIVE";
+        st.total = h_rand_range(&rng, 0, 99);
+        st.cursor = h_rand_range(&rng, 0, 199);
+        vr_render(&rc, &m, &v, &st);
+        /* every visible block start maps back to a range holding it */
+        for (size_t i = 0; i < m.nblocks; i++) {
+            int x, y;
+            uint64_t lo, hi, a = m.blocks[i].user;
+            if (!vr_map_pos_of(&rc, &m, a, &x, &y)) continue;
+            if (!vr_map_addr_at(&rc, &m, x, y, &lo, &hi) || lo > a || a > hi) { /* hi: one byte of rounding */
+                h_fail(__FILE__, __LINE__, "model %d: block 0x%llx drawn at (%d,%d) maps back to [0x%llx, 0x%llx)", it,
+                       (unsigned long long)a, x, y, (unsigned long long)lo, (unsigned long long)hi);
+                break;
+            }
+            checked++;
+        }
+        vm_model_free(&m);
+    }
+    EXPECT_GT(checked, 10); /* the round trip was really exercised */
+    vr_free(&rc);
+    SDL_DestroyRenderer(ren);
+    SDL_FreeSurface(s);
+    TTF_Quit();
+    SDL_Quit();
+}
