@@ -338,6 +338,17 @@ static vm_block *block_get(vm_model *m, uint64_t user)
     return v ? &m->blocks[v - 1] : NULL;
 }
 
+void vm_model_prefetch(const vm_model *m, uint64_t user, int stage)
+{
+    if (m->hcap == 0 || user == 0) return;
+    size_t i = hash_slot(user, m->hcap);
+    if (stage == 0) {
+        __builtin_prefetch(&m->hash[i]);
+        return;
+    }
+    if (m->hash[i].key == user) __builtin_prefetch(&m->blocks[m->hash[i].val - 1]);
+}
+
 const vm_block *vm_model_find(const vm_model *m, uint64_t user)
 {
     uint32_t v = user ? hash_get(m, user) : 0;

@@ -162,6 +162,13 @@ void vm_model_apply(vm_model *m, const amm_trace_event *ev);
 void vm_event_from_trace(vm_event *out, const amm_trace_event *ev);
 void vm_event_to_trace(amm_trace_event *out, const vm_event *ev);
 
+/*
+ * Hides memory latency when applying a batch: stage 0 prefetches the hash
+ * slot of user, stage 1 (some events later, the slot then cached) the block.
+ * Only a hint: no effect on the state.  O(1).
+ */
+void vm_model_prefetch(const vm_model *m, uint64_t user, int stage);
+
 /* Lookups.  NULL when not found.  find: O(1); containing: O(n). */
 const vm_block *vm_model_find(const vm_model *m, uint64_t user);
 const vm_block *vm_model_block_containing(const vm_model *m, uint64_t lo, uint64_t hi);

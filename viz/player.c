@@ -100,6 +100,9 @@ size_t vp_advance(vp_player *p, uint64_t max, unsigned flags, uint64_t until_seq
         size_t n = vz_read(p->src, p->cursor, p->buf, (size_t)want);
         if (n == 0) break;
         for (size_t i = 0; i < n; i++) {
+            /* two-stage prefetch a few events ahead: the hash slot, then the block it names */
+            if (i + 16 < n) vm_model_prefetch(&p->model, p->buf[i + 16].rec.addr, 0);
+            if (i + 8 < n) vm_model_prefetch(&p->model, p->buf[i + 8].rec.addr, 1);
             if (until_seq != UINT64_MAX && p->buf[i].seq > until_seq && p->buf[i].rec.op != VM_OP_STREAM_START) {
                 vz_set_consumed(p->src, p->cursor);
                 return done;
