@@ -9,7 +9,7 @@
 #   make fuzz     run fuzz/ci-fuzz.sh for FUZZ_SECONDS per target (default 60)
 #   make install  install the release build into PREFIX (default /usr/local)
 #   make deps     install missing packages (root), or say what is missing
-#   make clean    remove the preset build directories build/<preset>
+#   make clean    remove the preset build directories build/<preset> and build/run
 #
 # Variables: JOBS (parallel build jobs, default 2), PREFIX, FUZZ_SECONDS,
 # CI_FUZZ_SECONDS (seconds per fuzz target inside `make test`, default 40).
@@ -116,4 +116,4 @@ install: build
 	cmake --install build/release --prefix "$(PREFIX)"
 
 clean:
-	rm -rf $(addprefix build/,$(PRESETS))
+	rm -rf $(addprefix build/,$(PRESETS)) build/run
