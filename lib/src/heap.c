@@ -471,12 +471,9 @@ static amm__block *take_ranked(amm_manager *m, size_t need, size_t align, size_t
     return NULL;
 }
 
-/* Pass 2 for one block: move c into a fuller region, if one has room. */
-static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *bytes, size_t *blocks) {
-    size_t need = block_need(m, c), align = place_align(c);
-    amm__block *d = take_ranked(m, need, align, max_rank);
-    if (!d) return 0;
-    d = carve(m, d, need, align);
+/* Moves live block c into free chunk d (taken off its list, big enough). */
+static int relocate(amm_manager *m, amm__block *c, amm__block *d, size_t *bytes, size_t *blocks) {
+    d = carve(m, d, block_need(m, c), place_align(c));
     if (!d) return 0;
     uintptr_t old_user = c->user;
     amm__san_open(d->user, c->size);
@@ -503,14 +500,44 @@ static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *b
     return 1;
 }
 
+/* Pass 2 for one block: move c into a fuller region, if one has room. */
+static int move_across(amm_manager *m, amm__block *c, size_t max_rank, size_t *bytes, size_t *blocks) {
+    amm__block *d = take_ranked(m, block_need(m, c), place_align(c), max_rank);
+    return d && relocate(m, c, d, bytes, blocks);
+}
+
 static int movable(const amm__block *c) {
     return c->state == AMM_BLOCK_LIVE && (c->flags & AMM_ALLOC_MOVABLE);
 }
 
+#define LOOK_BACK 64 /* chunks searched below a block for a hole it fits (bounds the pass) */
+
+/* The lowest free chunk among the LOOK_BACK chunks below c that can hold it. */
+static amm__block *hole_below(const amm_manager *m, const amm__block *c) {
+    size_t want = block_need(m, c) + (place_align(c) > AMM__GRANULE ? place_align(c) - AMM__GRANULE : 0);
+    amm__block *best = NULL, *f = c->prev_phys;
+    for (int i = 0; f && i < LOOK_BACK; f = f->prev_phys, i++) {
+        if (f->state == AMM_BLOCK_FREE && f->raw_size >= want) best = f;
+    }
+    return best;
+}
+
+/* Packs a region toward its start: a movable block slides into the free chunk
+ * just below it, or jumps (over pinned blocks) into the lowest hole below that
+ * fits it. */
 static void slide_region(amm_manager *m, amm__region *reg, size_t *bytes, size_t *blocks) {
     for (amm__block *c = reg->first; c;) {
         amm__block *next = c->next_phys;
-        if (movable(c) && c->prev_phys && c->prev_phys->state == AMM_BLOCK_FREE) {
+        if (!movable(c) || !c->prev_phys) {
+            c = next;
+            continue;
+        }
+        amm__block *hole = hole_below(m, c);
+        if (hole && hole != c->prev_phys) {
+            amm__block *after = (next && next->state == AMM_BLOCK_FREE) ? next->next_phys : next;
+            free_remove(m, hole);
+            if (relocate(m, c, hole, bytes, blocks)) next = after;
+        } else if (c->prev_phys->state == AMM_BLOCK_FREE) {
             slide_down(m, c, bytes, blocks);
             next = c->next_phys;
         }

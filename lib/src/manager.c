@@ -536,9 +536,10 @@ void amm_defragment(amm_manager *m, unsigned flags, amm_defrag_report *report) {
     amm_defrag_report r;
     memset(&r, 0, sizeof r);
     amm__lock(m);
+    /* quarantined blocks are checked and freed first: "before" is the heap compaction starts from */
+    if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) amm__quarantine_flush(m);
     amm__stats_locked(m, &r.before);
     AMM__TRACE(m, amm__trace_defrag(m, AMM_TOP_DEFRAG_BEGIN, flags, &r.before, 0, 0));
-    if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) amm__quarantine_flush(m);
     if (flags & AMM_DEFRAG_COMPACT) {
         r.bytes_moved = amm__heap_compact(m, &r.blocks_moved);
         m->bytes_moved += r.bytes_moved;
