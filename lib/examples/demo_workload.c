@@ -181,7 +181,8 @@ static void churn_part(demo *d)
     size_t made = 0;
     for (uint32_t i = 0; i < CHURN_BLOCKS; i++) {
         size_t size = 24 + (size_t)(demo_rand(d) % 1500);
-        unsigned flags = demo_rand(d) % 10 < 7 ? AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL : AMM_ALLOC_NO_POOL;
+        /* the first blocks (long-lived, one in twenty) are pinned: compaction works around them */
+        unsigned flags = i >= CHURN_BLOCKS / 20 ? AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL : AMM_ALLOC_NO_POOL;
         d->churn[i] = amm_alloc_flags(d->m, size, 0, flags);
         if (d->churn[i]) {
             memcpy(d->churn[i], &i, sizeof i);

@@ -394,9 +394,12 @@ size_t amm__heap_check(amm_manager *m) {
  *  1. slide: a movable block whose lower neighbour is free moves down into
  *     it (memmove; the free space ends up above it and merges upward), so
  *     each region packs toward its start, stopping only at pinned blocks;
- *  2. pack across regions: regions are ranked fullest first; blocks of the
- *     emptiest regions move into free chunks of fuller ones, so free space
- *     gathers in the emptiest regions, which defragment's release step unmaps.
+ *  2. pack across regions: regions are ranked fullest first; from the top of
+ *     the emptiest regions down to their highest block that cannot move,
+ *     blocks move into holes of fuller ones, so free space gathers at the top
+ *     of the emptiest regions in one span, and regions left empty are
+ *     unmapped by defragment's release step;
+ *  3. slide again, to close the holes pass 2 filled only in part.
  * Every move keeps size, alignment, refcount, flags, serial and site, rewrites
  * the canaries, updates the registry, is traced, and is told to the owner
  * through the move callback.  Cost: O(n log n + bytes moved) per call.
@@ -550,6 +553,22 @@ static int fuller_first(const void *a, const void *b) {
     return x->used_bytes < y->used_bytes ? 1 : x->used_bytes > y->used_bytes ? -1 : (x->base > y->base) - (x->base < y->base);
 }
 
+/* Pass 2 for one region: from its top down to its highest block that cannot
+ * move, movable blocks leave for fuller regions.  Stopping there leaves the
+ * space they free at the top, in one span with the region's free tail. */
+static void empty_from_top(amm_manager *m, amm__region *reg, size_t rank, size_t *bytes, size_t *blocks) {
+    amm__block *c = reg->first;
+    while (c && c->next_phys) c = c->next_phys;
+    while (c) {
+        /* c's lower neighbour survives c leaving: if free it absorbs c, else c's record goes */
+        amm__block *prev = c->prev_phys;
+        if (c->state != AMM_BLOCK_FREE) {
+            if (!movable(c) || !move_across(m, c, rank, bytes, blocks)) break;
+        }
+        c = prev;
+    }
+}
+
 size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved) {
     size_t bytes = 0, blocks = 0, n = m->region_count;
     for (size_t i = 0; i < n; i++) slide_region(m, m->regions[i], &bytes, &blocks);
@@ -562,16 +581,7 @@ size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved) {
             memcpy(order, m->regions, n * sizeof *order);
             qsort(order, n, sizeof *order, fuller_first);
             for (size_t i = 0; i < n; i++) order[i]->rank = i;
-            for (size_t s = n; s-- > 1;) {
-                for (amm__block *c = order[s]->first; c;) {
-                    /* a free neighbour above c merges into c's span when c leaves; the
-                     * chunk after that neighbour is not free and survives */
-                    amm__block *next = c->next_phys;
-                    amm__block *after = (next && next->state == AMM_BLOCK_FREE) ? next->next_phys : next;
-                    if (movable(c) && move_across(m, c, s, &bytes, &blocks)) next = after;
-                    c = next;
-                }
-            }
+            for (size_t s = n; s-- > 1;) empty_from_top(m, order[s], s, &bytes, &blocks);
             for (size_t i = 0; i < n; i++) slide_region(m, order[i], &bytes, &blocks);
             amm__array_free(arr, cap, sizeof *order);
         }
