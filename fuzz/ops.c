@@ -392,6 +392,7 @@ static int format_op(const amm_op *op, size_t index, char *buf, size_t len, int 
         put(buf, len, &pos, json ? ",\"%s\":" : " %s=", field_names[f]);
         put_value(buf, len, &pos, f, field_get(op, f), json);
     }
+    if (op->addr) put(buf, len, &pos, json ? ",\"addr\":\"0x%llx\"" : " -> 0x%llx", (unsigned long long)op->addr);
     if (json) put(buf, len, &pos, "}");
     return (int)pos;
 }

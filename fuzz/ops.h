@@ -175,6 +175,8 @@ typedef struct amm_op {
     uint64_t k;      /* k, after, on, json */
     uint64_t n;      /* count, fails */
     uint32_t flags;  /* flags, dflags, api */
+    uint64_t addr;   /* informational: the address a trace recorded for the op's block, printed as
+                        " -> 0x..." (0: none); the parser skips it, the codec does not carry it */
 } amm_op;
 
 typedef struct amm_op_list {

@@ -102,6 +102,7 @@ typedef struct adapter {
     size_t nfree, free_cap;
     uint32_t next_slot;
     uint64_t release_freed; /* address whose RELEASE to 0 makes the next FREE of it redundant */
+    uint64_t addr;          /* the current event's address, recorded in the ops it produces */
     char *err;
     size_t err_len;
 } adapter;
@@ -120,6 +121,7 @@ static int emit(adapter *a, amm_op_kind kind, uint32_t slot, uint64_t size, uint
     amm_op op;
     memset(&op, 0, sizeof op);
     op.kind = kind;
+    op.addr = a->addr;
     op.slot = slot;
     op.size = size;
     op.align = align;
@@ -305,6 +307,7 @@ int amm_ops_from_trace(const uint8_t *data, size_t len, amm_op_list *out, amm_tr
         amm_trace_status s = amm_trace_next(r, ev);
         if (s == AMM_TRACE_OK) {
             a.st.events++;
+            a.addr = ev->rec.op == AMM_TOP_POOL_CREATE || ev->rec.op == AMM_TOP_DEFRAG_BEGIN ? 0 : ev->rec.addr;
             rc = on_event(&a, ev);
             if (progress && (a.st.events & 4095) == 0) progress(amm_trace_offset(r), len, user);
         } else if (s == AMM_TRACE_DAMAGED) {
