@@ -192,7 +192,10 @@ static amm__region *region_new(amm_manager *m, size_t min_bytes) {
     c->origin = AMM_ORIGIN_HEAP;
     m->regions[m->region_count++] = reg;
     m->reserved += bytes;
-    if (bytes <= AMM__SAN_EAGER_BYTES) amm__san_freed(reg->base, bytes); /* else left open until used */
+    if (bytes <= AMM__SAN_EAGER_BYTES) { /* else left open until used */
+        amm__san_freed(reg->base, bytes);
+        reg->shadowed = bytes;
+    }
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, reg->base, bytes, AMM_ORIGIN_HEAP, reg->id));
     free_insert(m, c);
     return reg;
@@ -203,7 +206,7 @@ static void region_drop(amm_manager *m, size_t index) {
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_UNMAP, reg->base, reg->size, AMM_ORIGIN_HEAP, reg->id));
     amm__range_del(m, reg->base);
     m->reserved -= reg->size;
-    amm__os_unmap((void *)reg->base, reg->size);
+    amm__os_unmap_shadowed((void *)reg->base, reg->size, reg->shadowed);
     amm__os_unmap(reg, sizeof *reg);
     memmove(&m->regions[index], &m->regions[index + 1], (m->region_count - index - 1) * sizeof m->regions[0]);
     m->region_count--;
@@ -226,6 +229,9 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
     }
     trim_tail(m, c, need, 0);
     c->user = user;
+    if (c->raw + c->raw_size - c->region->base > c->region->shadowed) {
+        c->region->shadowed = c->raw + c->raw_size - c->region->base;
+    }
     return c;
 }
 

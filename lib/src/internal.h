@@ -90,6 +90,7 @@ struct amm__region {
     amm__block *first;     /* lowest chunk */
     size_t used_chunks;    /* LIVE + QUARANTINED chunks in it */
     size_t used_bytes;     /* raw bytes of those chunks (compaction orders regions by it) */
+    size_t shadowed;       /* bytes from base the sanitizers may have been told about */
     size_t rank;           /* compaction only: position in fullest-first order */
 };
 
@@ -105,6 +106,7 @@ struct amm_pool {
     size_t free_top;
     size_t used, quarantined, high_water;
     int prefilled;         /* every slot was canary-filled at creation (small slabs) */
+    size_t shadowed;       /* bytes from base the sanitizers may have been told about */
 };
 
 /* The region table: every heap region, pool slab and large mapping, sorted by base. */
@@ -183,6 +185,8 @@ size_t amm__page_size(void);
 void *amm__os_map(size_t bytes);                   /* NULL on failure; zeroed */
 void *amm__os_map_aligned(size_t bytes, size_t align, size_t *mapped); /* base aligned; *mapped = bytes */
 void amm__os_unmap(void *p, size_t bytes);
+/* For mappings whose first `shadowed` bytes the sanitizers were told about (sanitize.h). */
+void amm__os_unmap_shadowed(void *p, size_t bytes, size_t shadowed);
 size_t amm__os_purge(uintptr_t start, uintptr_t end); /* madvise whole pages inside; returns bytes */
 size_t amm__os_resident(uintptr_t start, size_t bytes); /* mincore */
 uint64_t amm__os_random(void);

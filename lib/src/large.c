@@ -41,7 +41,7 @@ void amm__large_release(amm_manager *m, amm__block *b) {
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_UNMAP, b->raw, b->raw_size, AMM_ORIGIN_LARGE, 0));
     amm__range_del(m, b->raw);
     m->reserved -= b->raw_size;
-    amm__os_unmap((void *)b->raw, b->raw_size);
+    amm__os_unmap_shadowed((void *)b->raw, b->raw_size, b->raw_size);
     amm__record_free(m, b);
 }
 

@@ -75,8 +75,12 @@ void *amm__os_map_aligned(size_t bytes, size_t align, size_t *mapped) {
 }
 
 void amm__os_unmap(void *p, size_t bytes) {
+    if (p && bytes) munmap(p, bytes);
+}
+
+void amm__os_unmap_shadowed(void *p, size_t bytes, size_t shadowed) {
     if (!p || !bytes) return;
-    amm__san_open((uintptr_t)p, bytes); /* no stale shadow for whoever maps here next */
+    amm__san_open((uintptr_t)p, shadowed < bytes ? shadowed : bytes); /* no stale shadow for the next mapping here */
     munmap(p, bytes);
 }
 

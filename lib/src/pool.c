@@ -24,7 +24,7 @@
 #include "sanitize.h"
 
 static void pool_unmap(amm_pool *p) {
-    amm__os_unmap((void *)p->base, p->slab_bytes);
+    amm__os_unmap_shadowed((void *)p->base, p->slab_bytes, p->shadowed);
     amm__os_unmap(p->slots, amm__align_up(p->count * sizeof(amm__block), amm__page_size()));
     amm__os_unmap(p->free_stack, amm__align_up(p->count * sizeof(uint32_t), amm__page_size()));
     amm__os_unmap(p, sizeof *p);
@@ -73,6 +73,7 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
         amm__canary_fill(m, p->base, p->base + stride * count);
         amm__san_freed(p->base, p->slab_bytes);
         p->prefilled = 1;
+        p->shadowed = p->slab_bytes;
     }
     p->id = m->pool_count;
     m->pools[m->pool_count++] = p;
@@ -91,6 +92,7 @@ amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t ali
     if (p->free_top == 0) return NULL;
     uint32_t idx = p->free_stack[--p->free_top];
     amm__block *b = &p->slots[idx];
+    if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
     amm__block_set_live(m, b, b->raw + p->front, size, align);
     p->used++;
     if (p->used > p->high_water) p->high_water = p->used;
