@@ -379,11 +379,17 @@ void *amm_copy_at(amm_manager *m, const void *src, size_t size, const char *file
     return out;
 }
 
+/* Reports a NULL manager or pointer for a refcount call; returns 1 if it did. */
+static int refcount_args_bad(amm_manager *m, void *ptr, const char *op, const char *file, int line) {
+    if (m && ptr) return 0;
+    if (m) amm__lock(m);
+    amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
+    if (m) amm__unlock(m);
+    return 1;
+}
+
 unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
-    if (!m || !ptr) {
-        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, "retain", m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
-        return 0;
-    }
+    if (refcount_args_bad(m, ptr, "retain", file, line)) return 0;
     amm__lock(m);
     unsigned out = 0;
     amm__block *b = live_block(m, ptr, "retain", file, line);
@@ -402,10 +408,7 @@ unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
 }
 
 unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
-    if (!m || !ptr) {
-        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, "release", m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
-        return (unsigned)-1;
-    }
+    if (refcount_args_bad(m, ptr, "release", file, line)) return (unsigned)-1;
     amm__lock(m);
     unsigned out = (unsigned)-1;
     amm__block *b = live_block(m, ptr, "release", file, line);
