@@ -18,10 +18,11 @@
 
 #include "internal.h"
 
+/* Fibonacci hashing: the high bits of the product are the well-mixed ones,
+ * so they are folded down onto the bits the table's mask keeps. */
 static size_t hash_ptr(uintptr_t p) {
-    uint64_t x = (uint64_t)p >> 4; /* user pointers are 16-aligned or more */
-    x *= 0x9E3779B97F4A7C15ull;
-    return (size_t)(x ^ (x >> 29));
+    uint64_t x = ((uint64_t)p >> 4) * 0x9E3779B97F4A7C15ull; /* user pointers are 16-aligned or more */
+    return (size_t)(x >> 32 ^ x >> 48);
 }
 
 static int registry_grow(amm_manager *m) {
