@@ -7,7 +7,10 @@
 # binaries with clang into build/oss-fuzz/out.  For each target it writes $OUT/<target>,
 # $OUT/<target>.dict, $OUT/<target>.options and $OUT/<target>_seed_corpus.zip (from
 # fuzz/corpus/<target> and fuzz/regressions/<target>).
-# With AFL++: CC=afl-clang-fast CFLAGS= LIB_FUZZING_ENGINE=/path/to/libAFLDriver.a fuzz/build.sh
+# With AFL++ (Debian's afl++ package; checked with 4.04c):
+#   CC=afl-clang-fast CXX=afl-clang-fast++ CFLAGS="-O1 -g" LIB_FUZZING_ENGINE=/usr/lib/afl/libAFLDriver.a \
+#     OUT=build/afl fuzz/build.sh
+#   afl-fuzz -i fuzz/corpus/fuzz_ops -o build/afl/findings -- build/afl/fuzz_ops    (input on stdin: no @@)
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 CC=${CC:-clang}
 CFLAGS=${CFLAGS:--O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fsanitize=fuzzer-no-link}
