@@ -7,6 +7,9 @@
  * (with quarantine off, or for a block larger than it, LIVE goes straight to FREE).
  * Counters follow the invariants listed in internal.h.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +49,13 @@ amm_manager *amm_create(const amm_config *cfg) {
         amm__fault(NULL, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, "create", NULL, 0, sizeof *m, NULL, 0);
         return NULL;
     }
-    pthread_mutex_init(&m->lock, NULL);
+    /* adaptive: a thread finding the lock taken spins briefly before it sleeps,
+     * which is what two threads trading blocks need (sections are short) */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&m->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     init_manager(m, cfg);
     amm__lock(m);
     if (m->cfg.trace && m->cfg.trace[0]) amm__trace_start_locked(m, m->cfg.trace);
