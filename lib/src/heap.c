@@ -268,10 +268,8 @@ void amm__heap_release(amm_manager *m, amm__block *b) {
 }
 
 int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
-    size_t front = b->user - b->raw, before = b->raw_size;
-    if (new_size > SIZE_MAX / 2) return -1;
-    size_t need = front + amm__align_up(new_size + m->canary, AMM__GRANULE);
-    if (need < AMM__GRANULE) need = AMM__GRANULE;
+    size_t before = b->raw_size, need = amm__heap_chunk_need(m, new_size); /* a heap block's front is m->front */
+    if (need == SIZE_MAX) return -1;
     if (need > b->raw_size) {
         amm__block *n = b->next_phys;
         if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
@@ -411,11 +409,8 @@ size_t amm__heap_check(amm_manager *m) {
  * through the move callback.  Cost: O(n log n + bytes moved) per call.
  */
 
-/* The minimum chunk bytes a live block needs at its alignment, from its user offset. */
-static size_t block_need(const amm_manager *m, const amm__block *b) {
-    size_t need = m->front + amm__align_up(b->size + m->canary, AMM__GRANULE);
-    return need < AMM__GRANULE ? AMM__GRANULE : need;
-}
+/* The chunk bytes a live block needs where it stands. */
+static size_t block_need(const amm_manager *m, const amm__block *b) { return amm__heap_chunk_need(m, b->size); }
 
 static size_t place_align(const amm__block *b) {
     size_t a = amm__align_of(b);
