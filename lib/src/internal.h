@@ -211,7 +211,6 @@ void amm__registry_del(amm_manager *m, uintptr_t user);
 void amm__registry_destroy(amm_manager *m);
 int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_kind kind, void *obj);
 void amm__range_del(amm_manager *m, uintptr_t start);
-const amm__range *amm__range_find(const amm_manager *m, uintptr_t addr);
 
 /* The result of looking a pointer up. */
 typedef enum amm__lookup_kind {
@@ -288,7 +287,6 @@ void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm_
 /* ---- stats.c ---- */
 void amm__stats_locked(amm_manager *m, amm_stats *st);
 size_t amm__walk_locked(amm_manager *m, amm_visit_fn visit, void *user);
-void amm__block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out);
 size_t amm__check_locked(amm_manager *m);
 
 /* ---- options.c ---- */

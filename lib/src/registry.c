@@ -131,7 +131,7 @@ void amm__range_del(amm_manager *m, uintptr_t start) {
     m->range_count--;
 }
 
-const amm__range *amm__range_find(const amm_manager *m, uintptr_t addr) {
+static const amm__range *range_find(const amm_manager *m, uintptr_t addr) {
     size_t at = range_upper(m, addr);
     if (at == 0) return NULL;
     const amm__range *r = &m->ranges[at - 1];
@@ -149,7 +149,7 @@ static amm__block *heap_containing(const amm__region *reg, uintptr_t addr) {
 amm__lookup_kind amm__lookup(amm_manager *m, const void *ptr, amm__block **b) {
     uintptr_t addr = (uintptr_t)ptr;
     *b = NULL;
-    const amm__range *r = amm__range_find(m, addr);
+    const amm__range *r = range_find(m, addr);
     if (!r) return AMM__PTR_FOREIGN;
     switch (r->kind) {
     case AMM__RANGE_POOL:

@@ -55,7 +55,7 @@ static int canary_intact(const amm_manager *m, const amm__block *b) {
     return b->state == AMM_BLOCK_FREE || amm__guard_intact(m, b);
 }
 
-void amm__block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out) {
+static void block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out) {
     memset(out, 0, sizeof *out);
     out->state = (amm_block_state)b->state;
     out->origin = (amm_origin)b->origin;
@@ -114,7 +114,7 @@ typedef struct visit_ctx {
 static int visit_one(amm_manager *m, amm__block *b, size_t range_index, void *user) {
     visit_ctx *ctx = user;
     amm_block_info info;
-    amm__block_info(m, b, range_index, &info);
+    block_info(m, b, range_index, &info);
     return ctx->visit(&info, ctx->user);
 }
 
