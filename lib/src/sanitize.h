@@ -43,9 +43,14 @@
 #define AMM__SHADOW_FREED 0xfd   /* ASan's freed heap memory */
 
 #ifdef AMM__ASAN
+#if defined(__clang__)
+#define AMM__NO_COVERAGE __attribute__((no_sanitize("coverage"))) /* a fuzzer learns nothing from these loops */
+#else
+#define AMM__NO_COVERAGE
+#endif
 /* Sets the shadow of the whole 8-byte granules inside [a, a+n) to magic.
  * Plain volatile stores: memset would be intercepted (and refused) by ASan. */
-__attribute__((no_sanitize("address"))) static inline void amm__shadow_set(uintptr_t a, size_t n, uint8_t magic) {
+__attribute__((no_sanitize("address"))) AMM__NO_COVERAGE static inline void amm__shadow_set(uintptr_t a, size_t n, uint8_t magic) {
     size_t scale, offset;
     uintptr_t lo = (a + 7) & ~(uintptr_t)7, hi = (a + n) & ~(uintptr_t)7;
     if (hi <= lo) return;
@@ -59,7 +64,7 @@ __attribute__((no_sanitize("address"))) static inline void amm__shadow_set(uintp
 }
 
 /* The granule holding a (not 8-aligned) becomes "first a & 7 bytes addressable". */
-__attribute__((no_sanitize("address"))) static inline void amm__shadow_set_partial(uintptr_t a) {
+__attribute__((no_sanitize("address"))) AMM__NO_COVERAGE static inline void amm__shadow_set_partial(uintptr_t a) {
     size_t scale, offset;
     __asan_get_shadow_mapping(&scale, &offset);
     *(volatile uint8_t *)(((a & ~(uintptr_t)7) >> scale) + offset) = (uint8_t)(a & 7);
