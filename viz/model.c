@@ -673,8 +673,12 @@ static void apply_resize(vm_model *m, const amm_trace_event *ev)
             /* a realloc that moves retires the old block like a free: into quarantine when it
              * fits (a QUARANTINE_RELEASE follows), else straight back; a compaction move never */
             uint64_t extent = vm_block_raw_end(old) - vm_block_raw(old);
+            uint32_t how = ev->args.aux_a;
+            int to_quarantine = (how & AMM_TRACE_REALLOC_OLD_KNOWN)
+                                    ? (how & AMM_TRACE_REALLOC_OLD_QUARANTINED) != 0
+                                    : m->quarantine_limit && extent <= m->quarantine_limit; /* older writers: infer */
             if (ev->rec.op == AMM_TOP_REALLOC && old->user != ev->rec.addr && old->state == AMM_BLOCK_LIVE &&
-                m->quarantine_limit && extent <= m->quarantine_limit) {
+                to_quarantine) {
                 account(m, old, -1);
                 old->state = AMM_BLOCK_QUARANTINED;
                 old->refcount = 1;

@@ -794,6 +794,12 @@ void amm__trace_free(amm_manager *m, const amm__block *b, int quarantined) {
 
 void amm__trace_resize(amm_manager *m, amm_trace_op op, const amm__block *b, uintptr_t old_user, size_t old_size) {
     amm_trace_record rec = {.op = (uint8_t)op}, args = {.addr = old_user, .size = old_size};
+    if (op == AMM_TOP_REALLOC && old_user != b->user) { /* a moving realloc: where did the old block go? */
+        amm__block *old;
+        int quarantined = amm__lookup(m, (const void *)old_user, &old) == AMM__PTR_BLOCK &&
+                          old->state == AMM_BLOCK_QUARANTINED;
+        args.aux_a = AMM_TRACE_REALLOC_OLD_KNOWN | (quarantined ? AMM_TRACE_REALLOC_OLD_QUARANTINED : 0u);
+    }
     tw_from_block(m->tracer, &rec, b);
     tw_emit(m->tracer, &rec, &args);
 }

@@ -537,6 +537,41 @@ TEST(amm_options_traces_any_program) {
     unlink(tf.path);
 }
 
+/* A moving realloc says where the old block went: quarantine (a small block) or
+ * straight back (one larger than the quarantine); an in-place one says nothing. */
+TEST(moving_realloc_says_where_the_old_block_went) {
+    trace_file tf;
+    trace_file_make(&tf);
+    h_faults f;
+    amm_manager *m = traced_manager("quarantine=4K", tf.dest, &f);
+    ASSERT_NOT_NULL(m);
+    void *keep = amm_alloc(m, 64, 0);
+    void *small = amm_alloc(m, 64, 0);
+    void *fence = amm_alloc(m, 64, 0); /* keeps small from growing in place */
+    void *big = amm_alloc(m, 8000, 0);
+    void *fence2 = amm_alloc(m, 64, 0);
+    void *small2 = amm_realloc(m, small, 2000, 0);
+    void *big2 = amm_realloc(m, big, 20000, 0);
+    void *same = amm_realloc(m, small2, 1000, 0); /* shrinks in place */
+    ASSERT_TRUE(small2 && big2 && same == small2 && small2 != small && big2 != big);
+    amm_destroy(m);
+    EXPECT_FAULTS(&f, 0);
+    (void)keep, (void)fence, (void)fence2;
+    events e = read_events(tf.path);
+    int seen = 0;
+    for (size_t i = 0; i < e.n; i++) {
+        const amm_trace_event *ev = &e.ev[i];
+        if (ev->rec.op != AMM_TOP_REALLOC || !ev->has_args) continue;
+        seen++;
+        if (ev->args.addr == U(small)) EXPECT_EQ(ev->args.aux_a, AMM_TRACE_REALLOC_OLD_KNOWN | AMM_TRACE_REALLOC_OLD_QUARANTINED);
+        else if (ev->args.addr == U(big)) EXPECT_EQ(ev->args.aux_a, AMM_TRACE_REALLOC_OLD_KNOWN);
+        else EXPECT_EQ(ev->args.aux_a, 0u); /* in place */
+    }
+    EXPECT_EQ(seen, 3);
+    free(e.ev);
+    unlink(tf.path);
+}
+
 TEST(bad_destinations_refused) {
     static const char *const bad[] = {"", "bogus", "file:", "file:/nonexistent-dir/x.amt", "fd:", "fd:abc",
                                       "fd:-1", "fd:99999", "unix:", "unix:/nonexistent-dir/sock"};

@@ -55,7 +55,7 @@ extern "C" {
     X(POOL_CREATE, "pool-create", 1, "addr=slab base, size=block size, aux_a=slot count, aux_b=pool id; args: addr=stride, size=front offset of the user pointer in a slot") \
     X(ALLOC, "alloc", 0, "addr=user ptr, size, aux_a=user-raw (front bytes), aux_b=site id | origin<<24 | flags<<26") \
     X(FREE, "free", 0, "addr=user ptr, size, aux_a=1 if it entered quarantine")                         \
-    X(REALLOC, "realloc", 1, "like alloc for the new block; args: addr=old ptr, size=old size")          \
+    X(REALLOC, "realloc", 1, "like alloc for the new block; args: addr=old ptr, size=old size, aux_a=AMM_TRACE_REALLOC_OLD_* flags") \
     X(COPY, "copy", 1, "like alloc for the copy; args: addr=source ptr")                                 \
     X(RETAIN, "retain", 0, "addr=user ptr, aux_a=new refcount")                                          \
     X(RELEASE, "release", 0, "addr=user ptr, aux_a=new refcount (0: freed, a FREE follows)")           \
@@ -75,6 +75,12 @@ extern "C" {
     X(PURGE, "purge", 0, "addr, size: free pages returned to the system (madvise)")                    \
     X(CHECK, "check", 0, "aux_a=problems found by amm_check")                                          \
     X(THREAD_NAME, "thread", 0, "aux_a=thread id, addr=system thread id")
+
+/* REALLOC args.aux_a: when the block moved, whether its old block entered quarantine
+ * (then a QUARANTINE_RELEASE for it follows later) or was freed at once.  Writers
+ * before this flag leave aux_a 0: readers then have to infer it. */
+#define AMM_TRACE_REALLOC_OLD_QUARANTINED 0x1u
+#define AMM_TRACE_REALLOC_OLD_KNOWN 0x2u
 
 typedef enum amm_trace_op {
 #define AMM__X(e, name, has_args, doc) AMM_TOP_##e,
