@@ -41,12 +41,14 @@ static int injected_failure(void) {
 }
 
 size_t amm__page_size(void) {
-    static size_t page;
-    if (!page) {
+    static _Atomic size_t page; /* any thread may be first: they all store the same value */
+    size_t p = atomic_load_explicit(&page, memory_order_relaxed);
+    if (!p) {
         long v = sysconf(_SC_PAGESIZE);
-        page = v > 0 ? (size_t)v : 4096;
+        p = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&page, p, memory_order_relaxed);
     }
-    return page;
+    return p;
 }
 
 void *amm__os_map(size_t bytes) {
