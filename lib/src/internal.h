@@ -263,7 +263,7 @@ int amm__large_resize(amm_manager *m, amm__block *b, size_t new_size);
 /* ---- pool.c ---- */
 amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t align); /* args valid */
 amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align);
-amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align); /* smallest fitting pool */
+amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int evict); /* smallest fitting pool */
 void amm__pool_release(amm_manager *m, amm__block *b);
 int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size);
 amm__lookup_kind amm__pool_lookup(amm_pool *p, uintptr_t addr, amm__block **b);

@@ -180,13 +180,15 @@ static amm__block *alloc_block(amm_manager *m, size_t size, size_t align, unsign
     }
     size_t place = align < AMM__GRANULE ? AMM__GRANULE : align;
     amm__block *b = NULL;
-    if (!(flags & AMM_ALLOC_NO_POOL) && m->pool_count) b = amm__pool_alloc_any(m, size, align);
+    int pools = !(flags & AMM_ALLOC_NO_POOL) && m->pool_count;
+    if (pools) b = amm__pool_alloc_any(m, size, align, 0);
     if (!b) {
         size_t need = amm__heap_chunk_need(m, size);
         if (need >= m->cfg.large_threshold || need + place > m->cfg.region_size) b = amm__large_alloc(m, size, place);
         else b = amm__heap_alloc(m, size, place);
         if (b) b->align_log2 = (uint8_t)amm__log2(align);
     }
+    if (!b && pools) b = amm__pool_alloc_any(m, size, align, 1); /* the system said no: a quarantined slot */
     if (!b) {
         amm__fault(m, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, op, NULL, 0, size, file, line);
         return NULL;
@@ -500,7 +502,7 @@ void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t alig
     if (a && pool && !pool_of(m, pool)) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, pool, NULL, "pool_alloc", "not a pool of this manager", 0, 0, file, line);
     } else if (a) {
-        b = pool ? amm__pool_alloc(m, pool, size, a) : amm__pool_alloc_any(m, size, a);
+        b = pool ? amm__pool_alloc(m, pool, size, a) : amm__pool_alloc_any(m, size, a, 1);
     }
     if (b) {
         b->file = file;

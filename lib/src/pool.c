@@ -100,15 +100,20 @@ amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t ali
     return b;
 }
 
-amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align) {
-    amm_pool *best = NULL;
+amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int evict) {
+    /* The smallest fitting pool with a free slot; only when none has one, and
+     * the caller has nowhere else to go (evict), the smallest fitting pool
+     * whose slots sit in quarantine takes one back.  A general allocation
+     * falls back to the heap instead, so quarantine keeps its promise: a
+     * freed address is not handed out again while another fits elsewhere. */
+    amm_pool *best = NULL, *held = NULL;
     for (size_t i = 0; i < m->pool_count; i++) {
         amm_pool *p = m->pools[i];
-        if ((p->free_top || p->quarantined) && size <= p->block_size && align <= ((size_t)1 << p->align_log2) &&
-            (!best || p->block_size < best->block_size)) {
-            best = p;
-        }
+        if (size > p->block_size || align > ((size_t)1 << p->align_log2)) continue;
+        if (p->free_top && (!best || p->block_size < best->block_size)) best = p;
+        if (p->quarantined && (!held || p->block_size < held->block_size)) held = p;
     }
+    if (!best && evict) best = held;
     return best ? amm__pool_alloc(m, best, size, align) : NULL;
 }
 

@@ -211,6 +211,43 @@ TEST(full_pool_falls_back_to_heap)
     amm_destroy(m);
 }
 
+TEST(general_alloc_leaves_pool_quarantine_alone)
+{
+    /* amm_alloc has the heap to fall back on, so it never takes a slot back
+     * from quarantine: a double free of the quarantined slot is still caught
+     * however many allocations come in between.  amm_pool_alloc, which
+     * would otherwise fail, does take the oldest one back. */
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M,quarantine_blocks=64", &f);
+    amm_pool *pool = amm_pool_create(m, 32, 2, 16);
+    void *a, *b, *heap[8];
+    ASSERT_NOT_NULL(pool);
+    a = amm_alloc(m, 32, 0);
+    b = amm_alloc(m, 32, 0);
+    ASSERT_TRUE(in_pool(m, pool, a));
+    ASSERT_TRUE(in_pool(m, pool, b));
+    EXPECT_EQ(amm_free(m, a), 0);
+    EXPECT_EQ(info_of(m, pool).quarantined, 1);
+    for (int i = 0; i < 8; i++) {
+        heap[i] = amm_alloc(m, 32, 0);
+        ASSERT_NOT_NULL(heap[i]);
+        EXPECT_EQ(in_pool(m, pool, heap[i]), 0);
+        EXPECT_NE(heap[i], a);
+    }
+    EXPECT_EQ(amm_free(m, a), -1);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_DOUBLE_FREE);
+    EXPECT_EQ(amm_pool_alloc_at(m, pool, 32, 0, __FILE__, __LINE__), a);
+    EXPECT_EQ(info_of(m, pool).quarantined, 0);
+    EXPECT_EQ(amm_free(m, a), 0);
+    EXPECT_EQ(amm_free(m, b), 0);
+    for (int i = 0; i < 8; i++)
+        EXPECT_EQ(amm_free(m, heap[i]), 0);
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
 TEST(double_free_of_a_slot)
 {
     static const char *const options[] = {NOQ, "quarantine=1M"};

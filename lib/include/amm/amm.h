@@ -299,7 +299,9 @@ int amm_set_movable(amm_manager *m, void *ptr, int movable);
 amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count, size_t align);
 
 /* Allocates from this pool only (pool NULL: the smallest pool that fits); NULL (no report)
- * if full or size/align do not fit; a pool of another manager is reported.  O(1), O(pools) for NULL. */
+ * if full or size/align do not fit; a pool of another manager is reported.  A full pool
+ * whose slots sit in quarantine takes back the oldest one (checked first) rather than fail;
+ * amm_alloc never does, it goes to the heap.  O(1), O(pools) for NULL. */
 void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file, int line);
 
 /* Number of pools; the i-th pool (creation order) or NULL.  O(1). */
