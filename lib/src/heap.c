@@ -60,8 +60,11 @@ static void free_insert(amm_manager *m, amm__block *c) {
     m->heap_free_bytes += c->raw_size;
 }
 
+static void dirty_unlink(amm_manager *m, amm__block *c);
+
 static void free_remove(amm_manager *m, amm__block *c) {
     unsigned fl, sl;
+    if (c->flags & AMM__CHUNK_DIRTY) dirty_unlink(m, c);
     mapping(c->raw_size, &fl, &sl);
     if (c->prev_free) c->prev_free->next_free = c->next_free;
     else m->bins[fl][sl] = c->next_free;
@@ -106,6 +109,7 @@ static amm__block *split(amm_manager *m, amm__block *c, size_t off) {
     n->region = c->region;
     n->origin = AMM_ORIGIN_HEAP;
     n->state = AMM_BLOCK_LIVE; /* not on a list yet: the caller frees or uses it */
+    n->flags = c->flags & AMM__CHUNK_CLEAN; /* untouched pages stay untouched */
     n->prev_phys = c;
     n->next_phys = c->next_phys;
     if (c->next_phys) c->next_phys->prev_phys = n;
@@ -123,28 +127,98 @@ static void absorb_next(amm_manager *m, amm__block *c) {
     amm__record_free(m, n);
 }
 
-/* Frees chunk c (not on a list): merges it with free neighbours, lists the result. */
-static void free_chunk(amm_manager *m, amm__block *c) {
+/* ---- purging: free pages back to the system ----
+ *
+ * A free chunk whose whole pages have been given back (madvise) and not
+ * touched since carries AMM__CHUNK_CLEAN in its flags (a live block's flags
+ * never have the chunk bits).  A free chunk of at least cfg.purge bytes that
+ * holds freed bytes is dirty: it sits on a dirty list (linked through
+ * q_prev/q_next, which only quarantined blocks use otherwise).  Each time the
+ * bytes freed into dirty chunks add up to purge_batch(), the chunks that have
+ * stayed dirty for a whole batch (the aged list) are purged and the others
+ * age.  A span reused soon after it was freed never costs a system call and
+ * page faults, and resident free memory stays within about two batches. */
+
+static void dirty_unlink(amm_manager *m, amm__block *c) {
+    if (c->q_prev) c->q_prev->q_next = c->q_next;
+    else if (c->flags & AMM__CHUNK_AGED) m->dirty_aged = c->q_next;
+    else m->dirty_head = c->q_next;
+    if (c->q_next) c->q_next->q_prev = c->q_prev;
+    c->q_prev = c->q_next = NULL;
+    c->flags &= (uint8_t)~(AMM__CHUNK_DIRTY | AMM__CHUNK_AGED);
+}
+
+static void dirty_push(amm_manager *m, amm__block *c, unsigned aged) {
+    amm__block **head = aged ? &m->dirty_aged : &m->dirty_head;
+    c->q_prev = NULL;
+    c->q_next = *head;
+    if (c->q_next) c->q_next->q_prev = c;
+    *head = c;
+    c->flags |= (uint8_t)(AMM__CHUNK_DIRTY | (aged ? AMM__CHUNK_AGED : 0u));
+}
+
+static size_t purge_batch(const amm_manager *m) {
+    size_t batch = m->reserved / 32;
+    return batch > m->cfg.purge ? batch : m->cfg.purge;
+}
+
+/* Gives c's whole pages back; c is clean afterwards.  Returns the bytes purged. */
+static size_t purge_chunk(amm_manager *m, amm__block *c) {
+    if (c->flags & AMM__CHUNK_DIRTY) dirty_unlink(m, c);
+    size_t bytes = amm__os_purge(c->raw, c->raw + c->raw_size);
+    c->flags |= AMM__CHUNK_CLEAN;
+    if (bytes) AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_PURGE, c->raw, c->raw_size, 0, 0));
+    return bytes;
+}
+
+/* A batch is complete: chunks still dirty from the batch before (not reused
+ * for a whole batch) are purged; this batch's dirty chunks age. */
+static void purge_dirty(amm_manager *m) {
+    while (m->dirty_aged) purge_chunk(m, m->dirty_aged);
+    for (amm__block *c = m->dirty_head; c; c = c->q_next) c->flags |= AMM__CHUNK_AGED;
+    m->dirty_aged = m->dirty_head;
+    m->dirty_head = NULL;
+    m->purge_dirty = 0;
+}
+
+/* Frees chunk c (not on a list): merges it with free neighbours, lists the
+ * result.  The result is clean only if every part was.  freed: how many of
+ * c's bytes were in use until now (they count toward the purge batch). */
+static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
+    unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = 0;
     c->state = AMM_BLOCK_FREE;
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
+        clean &= c->next_phys->flags;
+        aged |= c->next_phys->flags & AMM__CHUNK_AGED;
         free_remove(m, c->next_phys);
         absorb_next(m, c);
     }
     if (c->prev_phys && c->prev_phys->state == AMM_BLOCK_FREE) {
         amm__block *p = c->prev_phys;
+        clean &= p->flags;
+        aged |= p->flags & AMM__CHUNK_AGED;
         free_remove(m, p);
         absorb_next(m, p);
         c = p;
     }
+    c->flags = (uint8_t)clean;
     free_insert(m, c);
+    if (!clean && m->cfg.purge && c->raw_size >= m->cfg.purge) {
+        /* a span that keeps growing by merges keeps the age of its oldest dirty part */
+        dirty_push(m, c, aged);
+        m->purge_dirty += freed;
+        if (m->purge_dirty >= purge_batch(m)) purge_dirty(m);
+    }
 }
 
 /* Frees chunk c whose bytes were in use (live, guards, quarantine): the
- * sanitizers learn they are free now; free_chunk alone is for bytes that
- * already were (shadow work stays proportional to the bytes changing state). */
+ * sanitizers learn they are free now, and its pages are dirty; free_chunk
+ * alone is for bytes that already were free (shadow work stays proportional
+ * to the bytes changing state). */
 static void free_used_chunk(amm_manager *m, amm__block *c) {
     amm__san_freed(c->raw, c->raw_size);
-    free_chunk(m, c);
+    c->flags = 0;
+    free_chunk(m, c, c->raw_size);
 }
 
 /* Splits the tail of a chunk beyond keep bytes off as free, if worth it;
@@ -154,7 +228,7 @@ static void trim_tail(amm_manager *m, amm__block *c, size_t keep, int was_used) 
     amm__block *t = split(m, c, keep);
     if (!t) return; /* no record available: the tail stays as slack */
     if (was_used) free_used_chunk(m, t);
-    else free_chunk(m, t);
+    else free_chunk(m, t, 0);
 }
 
 size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
@@ -190,6 +264,7 @@ static amm__region *region_new(amm_manager *m, size_t min_bytes) {
     c->raw_size = bytes;
     c->region = reg;
     c->origin = AMM_ORIGIN_HEAP;
+    c->flags = AMM__CHUNK_CLEAN; /* a fresh mapping: nothing resident */
     m->regions[m->region_count++] = reg;
     m->reserved += bytes;
     if (bytes <= AMM__SAN_EAGER_BYTES) { /* else left open until used */
@@ -247,8 +322,9 @@ amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
     }
     c = carve(m, c, need, align);
     if (!c) return NULL;
+    c->flags = 0; /* its pages are about to be touched */
     if (amm__registry_put(m, c) != 0) {
-        free_chunk(m, c);
+        free_chunk(m, c, 0);
         return NULL;
     }
     c->region->used_chunks++;
@@ -274,9 +350,15 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
         amm__block *n = b->next_phys;
         if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
         free_remove(m, n);
+        uint8_t keep = b->flags, clean = n->flags & AMM__CHUNK_CLEAN;
         absorb_next(m, b);
+        /* the tail is what is left of the free neighbour: free already, and as clean as it was */
+        b->flags = (uint8_t)(keep | clean);
+        trim_tail(m, b, need, 0);
+        b->flags = keep;
+    } else {
+        trim_tail(m, b, need, 1);
     }
-    trim_tail(m, b, need, 1);
     b->region->used_bytes = b->region->used_bytes - before + b->raw_size;
     return 0;
 }
@@ -307,10 +389,7 @@ size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released) {
             continue;
         }
         for (amm__block *c = reg->first; c; c = c->next_phys) {
-            if (c->state != AMM_BLOCK_FREE) continue;
-            size_t purged = amm__os_purge(c->raw, c->raw + c->raw_size);
-            if (purged) AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_PURGE, c->raw, c->raw_size, 0, 0));
-            bytes += purged;
+            if (c->state == AMM_BLOCK_FREE) bytes += purge_chunk(m, c);
         }
     }
     return bytes;
@@ -336,7 +415,7 @@ void amm__heap_destroy(amm_manager *m) {
 /* ---- validation ---- */
 
 size_t amm__heap_check(amm_manager *m) {
-    size_t problems = 0, free_chunks = 0, used_chunks = 0, free_bytes = 0;
+    size_t problems = 0, free_chunks = 0, used_chunks = 0, free_bytes = 0, dirty_chunks = 0;
     for (size_t i = 0; i < m->region_count; i++) {
         const amm__region *reg = m->regions[i];
         uintptr_t expect = reg->base;
@@ -348,6 +427,7 @@ size_t amm__heap_check(amm_manager *m) {
             if (ok && c->state == AMM_BLOCK_FREE) {
                 free_chunks++;
                 free_bytes += c->raw_size;
+                dirty_chunks += (c->flags & AMM__CHUNK_DIRTY) != 0;
                 ok = !(prev && prev->state == AMM_BLOCK_FREE); /* I2 */
             } else if (ok) {
                 used++;
@@ -382,6 +462,23 @@ size_t amm__heap_check(amm_manager *m) {
                 if (++listed > free_chunks) break;
             }
         }
+    }
+    /* I10: the dirty list holds exactly the free chunks flagged dirty. */
+    size_t dirty_listed = 0;
+    int dirty_ok = 1;
+    for (int aged = 0; aged < 2; aged++) {
+        for (const amm__block *c = aged ? m->dirty_aged : m->dirty_head; c && dirty_listed <= dirty_chunks;
+             c = c->q_next) {
+            if (c->state != AMM_BLOCK_FREE || !(c->flags & AMM__CHUNK_DIRTY) ||
+                !(c->flags & AMM__CHUNK_AGED) != !aged || (c->q_next && c->q_next->q_prev != c))
+                dirty_ok = 0;
+            dirty_listed++;
+        }
+    }
+    if (!dirty_ok || dirty_listed != dirty_chunks) {
+        amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap dirty list disagrees with the chunks", 0, 0, NULL,
+                   0);
+        problems++;
     }
     if (listed != free_chunks || free_bytes != m->heap_free_bytes || used_chunks != m->registry.count) {
         amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap free lists or registry disagree with the chunks", 0,

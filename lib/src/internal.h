@@ -33,6 +33,8 @@
  *   I7 m->q_blocks/q_bytes = quarantine list length / sum of raw_size
  *   I8 m->reserved = sum of region sizes + pool slab bytes + large mapping bytes
  *   I9 per pool: used + quarantined + free = block_count; free = free stack depth
+ *   I10 the dirty lists (m->dirty_head, m->dirty_aged) hold exactly the FREE chunks flagged
+ *       AMM__CHUNK_DIRTY, those flagged AMM__CHUNK_AGED on the aged one
  */
 #ifndef AMM_INTERNAL_H
 #define AMM_INTERNAL_H
@@ -46,6 +48,9 @@
 
 #define AMM__GRANULE ((size_t)16)       /* heap chunk granularity and minimum alignment */
 #define AMM__MIN_SPLIT ((size_t)32)     /* a remainder smaller than this stays as slack */
+#define AMM__CHUNK_CLEAN 0x80u          /* FREE heap chunk flag: its whole pages are not resident */
+#define AMM__CHUNK_DIRTY 0x40u          /* FREE heap chunk flag: on a dirty list (heap.c, purging) */
+#define AMM__CHUNK_AGED 0x20u           /* ... the aged one */
 #define AMM__SL_LOG 4                   /* TLSF second-level subdivisions: 16 */
 #define AMM__SL_COUNT (1u << AMM__SL_LOG)
 #define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
@@ -78,7 +83,7 @@ struct amm__block {
     amm__block *next_phys;
     amm__block *prev_free; /* HEAP FREE: segregated free list links; also the record free list */
     amm__block *next_free;
-    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head */
+    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list */
     amm__block *q_next;
 };
 
@@ -170,6 +175,9 @@ struct amm_manager {
     size_t live_blocks, live_bytes, peak_live_bytes;
     size_t reserved, heap_free_bytes, large_count, pool_slots, pool_slots_used;
     size_t total_allocs, total_frees, faults, bytes_moved;
+    size_t purge_dirty;     /* bytes freed into dirty chunks since the last purge (heap.c) */
+    amm__block *dirty_head; /* free chunks >= cfg.purge holding freed, maybe resident, pages */
+    amm__block *dirty_aged; /* ... dirty since before the last purge */
     uint64_t serial;
     size_t ops_since_check, ops_since_sample;
 

@@ -594,10 +594,60 @@ TEST(walker_serials_grow_with_age)
     amm_destroy(m);
 }
 
+/* Frees 30 touched 100000-byte blocks; returns resident bytes before and after. */
+static void free_touched_blocks(const char *options, size_t *before, size_t *after)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(options, &f);
+    amm_stats st;
+    void *keep, *big[30];
+    ASSERT_NOT_NULL(keep = amm_alloc(m, 64, 0)); /* the region stays mapped */
+    for (int i = 0; i < 30; i++) {
+        ASSERT_NOT_NULL(big[i] = amm_alloc(m, 100000, 0));
+        h_fill(big[i], 100000, (uint64_t)i);
+    }
+    amm_get_stats(m, &st);
+    *before = st.resident_bytes;
+    for (int i = 0; i < 30; i++)
+        EXPECT_EQ(amm_free(m, big[i]), 0);
+    amm_get_stats(m, &st);
+    *after = st.resident_bytes;
+    EXPECT_HEALTHY(m);
+    {
+        /* spans given back are reused as usual: their pages come back on touch */
+        for (int i = 0; i < 30; i++) {
+            ASSERT_NOT_NULL(big[i] = amm_alloc(m, 100000, 0));
+            h_fill(big[i], 100000, (uint64_t)i + 100);
+        }
+        for (int i = 0; i < 30; i++) {
+            EXPECT_EQ(h_verify(big[i], 100000, (uint64_t)i + 100), -1);
+            EXPECT_EQ(amm_free(m, big[i]), 0);
+        }
+    }
+    EXPECT_EQ(amm_free(m, keep), 0);
+    EXPECT_FAULTS(&f, 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
+TEST(freed_spans_give_pages_back)
+{
+    size_t before, after;
+    /* purge on (64K spans): resident memory follows what is in use, with no amm_defragment */
+    free_touched_blocks("quarantine=0,quarantine_blocks=0,region_size=4M,large_threshold=1M,purge=64K", &before, &after);
+    EXPECT_GE(before, (size_t)30 * 100000);
+    /* all but the last two purge batches' worth (the batch is reserved / 32 = 128K here) */
+    EXPECT_LE(after + (size_t)30 * 100000 - ((size_t)512 << 10), before);
+    /* purge off: the pages stay */
+    free_touched_blocks("quarantine=0,quarantine_blocks=0,region_size=4M,large_threshold=1M,purge=0", &before, &after);
+    EXPECT_GE(after + ((size_t)64 << 10), before);
+}
+
 TEST(release_returns_resident_pages)
 {
     h_faults f;
-    amm_manager *m = h_new_manager("quarantine=1M,region_size=4M,large_threshold=1M", &f);
+    /* purge=0: freed spans keep their pages until amm_defragment releases them */
+    amm_manager *m = h_new_manager("quarantine=1M,region_size=4M,large_threshold=1M,purge=0", &f);
     amm_defrag_report rep;
     amm_stats st;
     void *keep, *big[30];
