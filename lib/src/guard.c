@@ -114,6 +114,7 @@ static void open_guards(const amm__block *b) {
 }
 
 void amm__guard_write(const amm_manager *m, const amm__block *b) {
+    if (b->raw == b->user && b->user + b->size == b->raw + b->raw_size) return; /* no guard bytes at all */
     open_guards(b);
     amm__canary_fill(m, b->raw, b->user);
     amm__canary_fill(m, b->user + b->size, b->raw + b->raw_size);

@@ -134,10 +134,10 @@ static void absorb_next(amm_manager *m, amm__block *c) {
  * never have the chunk bits).  A free chunk of at least cfg.purge bytes that
  * holds freed bytes is dirty: it sits on a dirty list (linked through
  * q_prev/q_next, which only quarantined blocks use otherwise).  Each time the
- * bytes freed into dirty chunks add up to purge_batch(), the chunks that have
- * stayed dirty for a whole batch (the aged list) are purged and the others
- * age.  A span reused soon after it was freed never costs a system call and
- * page faults, and resident free memory stays within about two batches. */
+ * bytes freed into dirty chunks add up to purge_batch() and purge_delay ms
+ * have passed since the last time, the chunks that have stayed dirty for a
+ * whole batch (the aged list) are purged and the others age.  A span reused
+ * soon after it was freed never costs a system call and page faults. */
 
 static void dirty_unlink(amm_manager *m, amm__block *c) {
     if (c->q_prev) c->q_prev->q_next = c->q_next;
@@ -207,7 +207,17 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
         /* a span that keeps growing by merges keeps the age of its oldest dirty part */
         dirty_push(m, c, aged);
         m->purge_dirty += freed;
-        if (m->purge_dirty >= purge_batch(m)) purge_dirty(m);
+        size_t batch = purge_batch(m);
+        if (m->purge_dirty >= batch) {
+            /* a batch ends no sooner than purge_delay ms after the last one */
+            uint64_t now = amm__os_now_ns();
+            if (now - m->purge_last_ns >= (uint64_t)m->cfg.purge_delay * 1000000u) {
+                purge_dirty(m);
+                m->purge_last_ns = now;
+            } else {
+                m->purge_dirty = batch - batch / 8; /* look at the clock again an eighth of a batch later */
+            }
+        }
     }
 }
 

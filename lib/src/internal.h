@@ -176,6 +176,7 @@ struct amm_manager {
     size_t reserved, heap_free_bytes, large_count, pool_slots, pool_slots_used;
     size_t total_allocs, total_frees, faults, bytes_moved;
     size_t purge_dirty;     /* bytes freed into dirty chunks since the last purge (heap.c) */
+    uint64_t purge_last_ns; /* when the last purge batch ended */
     amm__block *dirty_head; /* free chunks >= cfg.purge holding freed, maybe resident, pages */
     amm__block *dirty_aged; /* ... dirty since before the last purge */
     uint64_t serial;

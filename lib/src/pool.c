@@ -119,8 +119,10 @@ amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int e
 
 void amm__pool_release(amm_manager *m, amm__block *b) {
     amm_pool *p = b->pool;
-    amm__san_open(b->raw, b->raw_size);
-    amm__canary_fill(m, b->user, b->user + b->size); /* the whole slot is canary again */
+    if (m->cfg.fill) { /* the whole slot is canary again: amm_check finds writes into it */
+        amm__san_open(b->raw, b->raw_size);
+        amm__canary_fill(m, b->user, b->user + b->size);
+    }
     amm__san_freed(b->raw, b->raw_size);
     if (b->state == AMM_BLOCK_QUARANTINED) p->quarantined--;
     b->state = AMM_BLOCK_FREE; /* user, size and site stay: they name the block in a double-free report */

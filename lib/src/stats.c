@@ -147,7 +147,8 @@ static int check_one(amm_manager *m, amm__block *b, size_t range_index, void *us
     } else if (b->state == AMM_BLOCK_QUARANTINED) {
         ctx->problems += amm__guard_check_freed(m, b, "check");
         ctx->problems += amm__guard_check(m, b, "check", NULL, 0);
-    } else if (b->origin == AMM_ORIGIN_POOL && (b->serial || b->pool->prefilled)) { /* canary end to end */
+    } else if (b->origin == AMM_ORIGIN_POOL && m->cfg.fill && (b->serial || b->pool->prefilled)) {
+        /* a free slot is canary end to end (with fill off, a freed slot is left as it was) */
         amm__san_open(b->raw, b->raw_size);
         uintptr_t first = amm__canary_first_bad(m, b->raw, b->raw + b->raw_size);
         if (first) {

@@ -152,7 +152,8 @@ typedef enum amm_on_error { AMM_ON_ERROR_REPORT = 0, AMM_ON_ERROR_ABORT = 1 } am
     X(fill, BOOL, 1, 0, 1, "fill new memory with 0xAA and freed memory with 0xDD")              \
     X(region_size, SIZE, 1 << 20, 1 << 16, (size_t)1 << 34, "bytes mapped per managed heap region") \
     X(large_threshold, SIZE, 1 << 18, 4096, (size_t)1 << 40, "blocks this large or larger get their own mapping") \
-    X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "a free heap span this large gives its whole pages back to the system at once (0: only on amm_defragment)") \
+    X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "free heap spans this large give their whole pages back to the system (0: only amm_defragment does)") \
+    X(purge_delay, UINT, 1, 0, 1u << 20, "milliseconds a purge batch waits at least after the last one (0: none)") \
     X(check_every, UINT, 0, 0, 1u << 31, "run amm_check every N operations (0: never)")          \
     X(sample_every, UINT, 1024, 0, 1u << 31, "trace a stats sample every N operations (0: never)") \
     X(trace, STR, 0, 0, 0, "trace destination: file:PATH, fd:N or unix:PATH (empty: off)")
@@ -166,6 +167,7 @@ typedef struct amm_config {
     size_t region_size;
     size_t large_threshold;
     size_t purge;
+    size_t purge_delay;
     size_t check_every;
     size_t sample_every;
     const char *trace;       /* NULL or "" = off */
