@@ -54,8 +54,9 @@
 #define AMM_OPS_MAX_SIZE ((uint64_t)1 << 20)
 /* Manager options the fuzz targets and amm-replay use unless told otherwise:
  * a small quarantine keeps amm_check (which reads all of it) cheap and makes
- * evictions frequent. */
-#define AMM_FUZZ_OPTIONS "quarantine=64K,quarantine_blocks=64"
+ * evictions frequent; purge_delay=0 makes purging depend on the ops alone, not
+ * on the clock, so a run repeats exactly. */
+#define AMM_FUZZ_OPTIONS "quarantine=64K,quarantine_blocks=64,purge_delay=0"
 
 /* Fields an op kind may use.  X(enum, text name); NONE (0) pads a kind's list. */
 #define AMM_OP_FIELDS(X) \
