@@ -3,6 +3,7 @@
 # tests/install/consumer against it twice over: with CMake (find_package(amm),
 # amm::amm and amm::amm_static) and with pkg-config (shared, and --static).
 # Each program must print "amm consumer ok: amm VERSION".
+# Where the build has libamm-preload.so, it must be installed and work from there.
 #
 # usage: check-install.sh BUILD_DIR CONSUMER_DIR VERSION LIBDIR CC ["EXTRA_FLAGS"]
 #   LIBDIR       the build's CMAKE_INSTALL_LIBDIR (lib, lib/x86_64-linux-gnu, ...)
@@ -103,6 +104,21 @@ if quiet "$cc" $warn $extra "$consumer/main.c" -o "$tmp/pc_static" \
        $(pkg-config --cflags amm) -Wl,-Bstatic $static_libs -Wl,-Bdynamic; then
   run_consumer "$tmp/pc_static"
   check_needed "$tmp/pc_static" no
+fi
+
+# The LD_PRELOAD shim, where this build has one (not in sanitizer or fuzz builds):
+# installed, and working from its installed place.
+if [ -e "$build/lib/libamm-preload.so" ]; then
+  step "installed LD_PRELOAD shim"
+  shim="$prefix/$libdir/libamm-preload.so"
+  if [ ! -e "$shim" ]; then
+    fail "not installed: $libdir/libamm-preload.so"
+  elif ! LD_PRELOAD=$shim AMM_PRELOAD_STATS="$tmp/stats" ls "$prefix" >/dev/null ||
+       ! grep -Eq ': [1-9][0-9]* allocations, [0-9]+ frees, 0 faults' "$tmp/stats"; then
+    fail "ls under the installed $libdir/libamm-preload.so did not run cleanly through amm"
+  else
+    echo "ok: $(cat "$tmp/stats")"
+  fi
 fi
 
 if [ "$failures" -ne 0 ]; then
