@@ -578,7 +578,31 @@ static void tw_at_exit(void) {
     pthread_mutex_unlock(&tw_exit_mu);
 }
 
-static void tw_exit_register(void) { atexit(tw_at_exit); }
+/*
+ * fork: the child has no flusher thread, and its records would interleave
+ * with the parent's in the same destination.  So a child is not traced: its
+ * copy of each tracer is dropped (m->tracer = NULL) without touching the
+ * tracer's mutex, which another thread may have held at the fork.  The list's
+ * own mutex is not taken around the fork (that would order it before the
+ * manager locks other atfork handlers take); the child, alone, reads the list
+ * and starts the mutex afresh.
+ */
+static void tw_fork_child(void) {
+    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
+        struct amm__tracer *t = tw_exit_list[i];
+        if (t == NULL) continue;
+        tw_exit_list[i] = NULL;
+        t->m->tracer = NULL;
+        if (t->own_fd) close(t->fd);
+        amm__os_unmap(t, sizeof *t);
+    }
+    tw_exit_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
+static void tw_exit_register(void) {
+    atexit(tw_at_exit);
+    pthread_atfork(NULL, NULL, tw_fork_child);
+}
 
 static void tw_exit_track(struct amm__tracer *t, int add) {
     if (add) pthread_once(&tw_exit_once, tw_exit_register);

@@ -287,6 +287,60 @@ TEST(exit_without_destroy_flushes) {
     unlink(path);
 }
 
+/* A forked child that keeps allocating is not traced and does not hang (it
+ * has no flusher thread); the parent's trace goes on, with none of the
+ * child's records in it. */
+TEST(forked_child_is_not_traced) {
+    char path[64], dest[80];
+    temp_file_dest(path, sizeof path, dest, sizeof dest);
+    amm_manager *m = traced(dest);
+    ASSERT_NOT_NULL(m);
+    for (int i = 0; i < 5; i++) amm_free(m, amm_alloc(m, 24, 0));
+    fflush(stdout);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(60); /* a hang fails the test instead of stalling it */
+        int bad = 0;
+        for (int i = 0; i < 200000; i++) {
+            void *p = amm_alloc(m, 777, 0); /* a size the parent never uses */
+            bad += p == NULL || amm_free(m, p) != 0;
+        }
+        amm_destroy(m);
+        exit(bad ? 3 : 0); /* the atexit flush has nothing left to do */
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < 5; i++) amm_free(m, amm_alloc(m, 40, 0));
+    amm_destroy(m);
+    {
+        char err[256];
+        amm_trace_reader *r = amm_trace_open_file(path, 0, err, sizeof err);
+        amm_trace_event e;
+        amm_trace_status st;
+        size_t allocs = 0, child = 0, damaged = 0, destroyed = 0;
+        ASSERT_NOT_NULL(r);
+        while ((st = amm_trace_next(r, &e)) != AMM_TRACE_END && st != AMM_TRACE_FATAL) {
+            if (st == AMM_TRACE_DAMAGED) {
+                damaged++;
+                continue;
+            }
+            if (st != AMM_TRACE_OK) break;
+            allocs += e.rec.op == AMM_TOP_ALLOC;
+            child += e.rec.op == AMM_TOP_ALLOC && e.rec.size == 777;
+            destroyed += e.rec.op == AMM_TOP_MANAGER_DESTROY;
+        }
+        EXPECT_EQ(st, AMM_TRACE_END);
+        EXPECT_EQ(allocs, 10u);
+        EXPECT_EQ(child, 0u);
+        EXPECT_EQ(damaged, 0u);
+        EXPECT_EQ(destroyed, 1u);
+        amm_trace_close(r);
+    }
+    unlink(path);
+}
+
 /* ------------------------------------------------------------------------ */
 /* A FOLLOW reader on a live trace                                          */
 /* ------------------------------------------------------------------------ */
