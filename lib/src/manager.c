@@ -79,6 +79,7 @@ static void destroy_large(amm_manager *m) {
 
 void amm_destroy(amm_manager *m) {
     if (!m) return;
+    if (m->cfg.leaks) amm_leak_report(m, stderr, 0);
     amm__lock(m);
     amm__quarantine_flush(m);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_DESTROY));
