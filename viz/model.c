@@ -926,7 +926,8 @@ static void fmt_site(const vm_model *m, uint32_t id, char *buf, size_t len)
     const vm_site *s = vm_model_site(m, id);
     if (s) {
         const char *slash = strrchr(s->file, '/');
-        snprintf(buf, len, " at %s:%" PRIu32, slash ? slash + 1 : s->file, s->line);
+        if (s->line) snprintf(buf, len, " at %s:%" PRIu32, slash ? slash + 1 : s->file, s->line);
+        else snprintf(buf, len, " at %s", slash ? slash + 1 : s->file); /* line 0: no line known */
     } else if (id) {
         snprintf(buf, len, " site %" PRIu32, id);
     } else {
@@ -977,6 +978,8 @@ int vm_event_format(const vm_model *m, const vm_event *ev, char *buf, size_t len
     }
     case AMM_TOP_SITE: {
         const vm_site *s = vm_model_site(m, r->aux_a);
+        if (r->aux_b == 0) /* line 0: no line known */
+            return snprintf(buf, len, "%8" PRIu64 " %-8s #%" PRIu32 " %s", ev->seq, name, r->aux_a, s ? s->file : "?");
         return snprintf(buf, len, "%8" PRIu64 " %-8s #%" PRIu32 " %s:%" PRIu32, ev->seq, name, r->aux_a,
                         s ? s->file : "?", r->aux_b);
     }

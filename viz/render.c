@@ -844,7 +844,8 @@ static void draw_details(vr_ctx *c, const vm_model *m, const vr_view *v)
     const vm_site *s = vm_model_site(m, b->site);
     if (s) {
         const char *slash = strrchr(s->file, '/');
-        snprintf(buf, sizeof buf, "%s:%" PRIu32, slash ? slash + 1 : s->file, s->line);
+        if (s->line) snprintf(buf, sizeof buf, "%s:%" PRIu32, slash ? slash + 1 : s->file, s->line);
+        else snprintf(buf, sizeof buf, "%s", slash ? slash + 1 : s->file); /* line 0: no line known */
     } else {
         snprintf(buf, sizeof buf, b->site ? "#%" PRIu32 : "unknown", b->site);
     }

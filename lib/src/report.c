@@ -36,10 +36,13 @@ static void put(char *buf, size_t len, size_t *n, const char *fmt, ...) {
     if (k > 0) *n += (size_t)k;
 }
 
-/* " allocated at FILE:LINE" where the block's site is known, else "". */
+/* " allocated at FILE:LINE" where the block's site is known, else "";
+ * a line of 0 (no line known: the LD_PRELOAD shim's sites) prints FILE alone. */
 static void site_words(const amm_report *r, char *out, size_t len) {
+    const amm_site *s = &r->alloc_site;
     out[0] = '\0';
-    if (r->alloc_site.file) snprintf(out, len, " allocated at %s:%d", base_name(r->alloc_site.file), r->alloc_site.line);
+    if (s->file && s->line > 0) snprintf(out, len, " allocated at %s:%d", base_name(s->file), s->line);
+    else if (s->file) snprintf(out, len, " allocated at %s", base_name(s->file));
 }
 
 static void describe(const amm_report *r, char *buf, size_t len, size_t *n) {
@@ -112,7 +115,8 @@ int amm_report_format(const amm_report *r, char *buf, size_t len) {
     }
     if (r->operation) {
         put(buf, len, &n, " (detected in %s", r->operation);
-        if (r->op_site.file) put(buf, len, &n, " at %s:%d", base_name(r->op_site.file), r->op_site.line);
+        if (r->op_site.file) put(buf, len, &n, " at %s", base_name(r->op_site.file));
+        if (r->op_site.file && r->op_site.line > 0) put(buf, len, &n, ":%d", r->op_site.line);
         put(buf, len, &n, ")");
     }
     return n > INT32_MAX ? INT32_MAX : (int)n;

@@ -655,6 +655,37 @@ TEST(report_sites_and_operation)
     amm_destroy(m);
 }
 
+/* Allocates 24 bytes at (afile, aline), overflows them by one, frees at
+ * (ffile, fline) and formats the report into line. */
+static void overflow_report(amm_manager *m, h_faults *f, const char *afile, int aline, const char *ffile, int fline,
+                            char *line, size_t len)
+{
+    size_t before = f->count;
+    unsigned char *p = (unsigned char *)amm_alloc_at(m, 24, 0, AMM_ALLOC_NO_POOL, afile, aline);
+    line[0] = '\0';
+    ASSERT_NOT_NULL(p);
+    damage(p, 24, 1, 0);
+    EXPECT_EQ(amm_free_at(m, p, ffile, fline), 0);
+    EXPECT_EQ(f->count, before + 1);
+    amm_report_format(&f->last, line, len);
+}
+
+/* Line 0 means "no line known" (the LD_PRELOAD shim's "module!symbol+0x.."
+ * sites): the name alone, no ":0"; any other line prints as FILE:LINE. */
+TEST(report_site_with_line_zero_has_no_line)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    char line[512];
+    overflow_report(m, &f, "/lib/app!make_it+0x1c", 0, "app!drop_it+0x2a", 0, line, sizeof line);
+    EXPECT_CONTAINS(line, " allocated at app!make_it+0x1c (detected in free at app!drop_it+0x2a)");
+    EXPECT_TRUE(strstr(line, ":0") == NULL);
+    overflow_report(m, &f, "app.c", 7, "app.c", 9, line, sizeof line);
+    EXPECT_CONTAINS(line, " allocated at app.c:7 (detected in free at app.c:9)");
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
 TEST(report_format_truncates_like_snprintf)
 {
     h_faults f;

@@ -538,26 +538,52 @@ TEST(defragment_reports_before_and_after)
     amm_destroy(m);
 }
 
+/* What amm_print prints, in text (NUL-terminated); its length. */
+static size_t print_to_text(amm_manager *m, char *text, size_t len)
+{
+    FILE *tmp = tmpfile();
+    size_t n;
+    text[0] = '\0';
+    if (!tmp) return 0;
+    amm_print(m, tmp);
+    rewind(tmp);
+    n = fread(text, 1, len - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    return n;
+}
+
 TEST(print_names_blocks_and_pools)
 {
     h_faults f;
     amm_manager *m = h_new_manager("", &f);
-    FILE *tmp = tmpfile();
     char text[16384];
-    size_t n;
     void *a;
-    ASSERT_NOT_NULL(tmp);
     ASSERT_NOT_NULL(amm_pool_create(m, 48, 3, 16));
     ASSERT_NOT_NULL(a = amm_alloc(m, 12345, 0));
-    amm_print(m, tmp);
-    rewind(tmp);
-    n = fread(text, 1, sizeof text - 1, tmp);
-    text[n] = '\0';
-    fclose(tmp);
-    EXPECT_GT(n, 0);
+    EXPECT_GT(print_to_text(m, text, sizeof text), 0);
     EXPECT_CONTAINS(text, "12345");         /* the block's size */
     EXPECT_CONTAINS(text, "test_stats.c");  /* its site */
     EXPECT_EQ(amm_free(m, a), 0);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+/* A site with line 0 (no line known) prints as its name alone. */
+TEST(print_site_without_line)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    char text[16384];
+    void *a, *b;
+    ASSERT_NOT_NULL(a = amm_alloc_at(m, 321, 0, 0, "prog!make_it+0x1c", 0));
+    ASSERT_NOT_NULL(b = amm_alloc_at(m, 123, 0, 0, "dir/app.c", 12));
+    EXPECT_GT(print_to_text(m, text, sizeof text), 0);
+    EXPECT_CONTAINS(text, " prog!make_it+0x1c\n");
+    EXPECT_CONTAINS(text, " app.c:12\n");
+    EXPECT_TRUE(strstr(text, ":0\n") == NULL);
+    EXPECT_EQ(amm_free(m, a), 0);
+    EXPECT_EQ(amm_free(m, b), 0);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }

@@ -337,6 +337,23 @@ TEST(site_names_resolve)
     EXPECT_CONTAINS(line, "demo.c:42");
 }
 
+/* Line 0 means no line is known (the LD_PRELOAD shim's sites): no ":0". */
+TEST(site_without_line_prints_its_name)
+{
+    ve_stream s;
+    vm_model *m = new_model(&s);
+    ve_site(&s, 6, 0, "victim!make_it+0x1c");
+    char line[256];
+    vm_event_format(m, vm_model_log_get(m, 0), line, sizeof line);
+    EXPECT_CONTAINS(line, " #6 victim!make_it+0x1c");
+    EXPECT_TRUE(strstr(line, ":0") == NULL);
+    ve_region(&s, BASE, REGION, 0);
+    ve_alloc_o(&s, BASE + 16, 8, 16, 6, AMM_ORIGIN_HEAP);
+    vm_event_format(m, vm_model_log_get(m, 0), line, sizeof line);
+    EXPECT_CONTAINS(line, " at victim!make_it+0x1c");
+    EXPECT_TRUE(strstr(line, ":0") == NULL);
+}
+
 /* A random alloc/free/realloc stream against a shadow list of live blocks. */
 TEST(random_stream_matches_shadow)
 {
