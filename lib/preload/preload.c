@@ -38,6 +38,13 @@
  * it, cannot make a report allocate.  amm still counts and traces each fault
  * and aborts after it with on_error=abort.
  *
+ * Sites: each block gets its caller's return address as its allocation
+ * site, and each free/realloc its caller as the operation's site, named
+ * "module!symbol+0xOFF" by dladdr (module+0xOFF without a symbol, 0xPC when
+ * dladdr knows nothing) and passed to amm with line 0 (amm then prints the
+ * name alone).  Names are interned once per PC in a fixed table read without
+ * a lock; see "Allocation sites" below.  AMM_PRELOAD_SITES=0 turns it off.
+ *
  * At exit (a destructor, after the program's own) the whole heap is checked
  * once (amm_check): a write to a block still in quarantine, or past the end
  * of a block never freed, is reported then.  AMM_PRELOAD_STATS=1 adds one
@@ -48,6 +55,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -63,6 +71,11 @@
 #include "internal.h" /* amm__lock / amm__unlock for the fork handlers */
 
 #define PRELOAD_API __attribute__((visibility("default")))
+/* An override that names its caller: CALLER_PC() must be read in its own
+ * frame, so it is never inlined into another function (the helpers it calls
+ * may be inlined into it: the PC is taken before, and passed down). */
+#define PRELOAD_SITED PRELOAD_API __attribute__((noinline))
+#define CALLER_PC() ((uintptr_t)__builtin_return_address(0))
 
 /* Sizes above this fail with ENOMEM at once, as glibc's do, without a report:
  * no system could map them, and amm would call them bad-size. */
@@ -118,6 +131,7 @@ enum { SHIM_UNINIT, SHIM_STARTING, SHIM_READY };
 static atomic_int shim_state = SHIM_UNINIT;
 static amm_manager *shim_m;     /* written once, before shim_state becomes READY */
 static char shim_stats[4096];   /* AMM_PRELOAD_STATS as read at start: "" (off), "1" (stderr) or a file path */
+static int shim_sites;          /* 1 unless AMM_PRELOAD_SITES=0; written before shim_state becomes READY */
 
 /* How deep this thread is inside amm; > 0 makes a call re-entrant.
  * initial-exec: reading it never calls into the dynamic loader. */
@@ -148,8 +162,17 @@ static void shim_report(const amm_report *r, void *user) {
     write_all(2, line, len + 1);
 }
 
-static void fork_prepare(void) { amm__lock(shim_m); }
-static void fork_release(void) { amm__unlock(shim_m); } /* parent and child alike */
+static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Allocation sites" */
+
+/* The two locks are never held together anywhere else: any order is safe. */
+static void fork_prepare(void) {
+    pthread_mutex_lock(&site_lock);
+    amm__lock(shim_m);
+}
+static void fork_release(void) { /* parent and child alike */
+    amm__unlock(shim_m);
+    pthread_mutex_unlock(&site_lock);
+}
 
 static void shim_start(void) {
     int expected = SHIM_UNINIT;
@@ -167,6 +190,8 @@ static void shim_start(void) {
     amm_set_error_handler(m, shim_report, NULL);
     const char *stats = getenv("AMM_PRELOAD_STATS");
     if (stats && strcmp(stats, "0") != 0 && strlen(stats) < sizeof shim_stats) strcpy(shim_stats, stats);
+    const char *sites = getenv("AMM_PRELOAD_SITES");
+    shim_sites = !(sites && strcmp(sites, "0") == 0);
     shim_m = m;
     atomic_store_explicit(&shim_state, SHIM_READY, memory_order_release);
     if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0) {
@@ -188,12 +213,147 @@ static amm_manager *shim_enter(void) {
 static void shim_leave(void) { shim_depth--; }
 
 /* ------------------------------------------------------------------------ */
+/* Allocation sites: the caller's PC, named once                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * site_of(pc) gives the name of the code at return address pc, e.g.
+ * "victim!main+0x2a" or "libc.so.6!__strdup+0x1a" (module base name, symbol,
+ * offset of pc from it), "victim+0x1189" (offset from the module's base: give
+ * it to addr2line) when no dynamic symbol covers pc, "0x7f..." when dladdr
+ * finds no module.  No '/' in it: amm's reports print what follows the last
+ * '/' of a site.  The name is amm_site.file, line 0.
+ *
+ * Names are interned by PC in an open-addressing table (linear probing,
+ * at most 3/4 full) whose slots are written once and never change:
+ *
+ *   site_pc[i]   0 (empty) or a PC; stored last, with release
+ *   site_name[i] its name, in site_arena; valid once site_pc[i] is seen (acquire)
+ *
+ * A lookup is lock-free: usually one probe.  A miss names the PC with dladdr
+ * and snprintf-free formatting into a stack buffer, with no lock held (not
+ * amm's, not site_lock: dladdr takes the loader's lock, and a thread holding
+ * that may be in malloc, waiting for one of ours), then inserts under
+ * site_lock (re-probing: another thread may have won).  The strings live in
+ * one mmap'd bump arena that is never freed, so they outlive the manager as
+ * amm_site.file must.  When the table or the arena is full, new PCs get no
+ * site (and no more dladdr calls).  Callers hold the shim's depth count, so a
+ * malloc from anything reached here (a signal handler) is served by the
+ * bootstrap arena, and nothing here calls malloc.
+ */
+#define SITE_SLOTS 16384u                  /* table slots (a power of two) */
+#define SITE_MAX (SITE_SLOTS / 4u * 3u)    /* most names kept: probe runs stay short */
+#define SITE_ARENA_BYTES ((size_t)2 << 20) /* all names; pages are touched only as they fill */
+#define SITE_NAME_MAX 256u                 /* longest name with its NUL; longer ones are cut */
+
+_Static_assert((SITE_SLOTS & (SITE_SLOTS - 1)) == 0, "SITE_SLOTS is a power of two");
+
+static _Atomic(uintptr_t) site_pc[SITE_SLOTS];
+static _Atomic(const char *) site_name[SITE_SLOTS];
+static atomic_bool site_full; /* table or arena spent: new PCs get no site */
+static char *site_arena;      /* under site_lock, as are the next two */
+static size_t site_arena_used, site_count;
+
+static size_t site_hash(uintptr_t pc) { return (size_t)(((uint64_t)pc * 0x9E3779B97F4A7C15u) >> 50) & (SITE_SLOTS - 1); }
+_Static_assert(SITE_SLOTS == (1u << (64 - 50)), "site_hash keeps log2(SITE_SLOTS) bits");
+
+/* The interned name of pc, or NULL if it has none yet. Lock-free. */
+static inline const char *site_find(uintptr_t pc) {
+    for (size_t i = site_hash(pc);; i = (i + 1) & (SITE_SLOTS - 1)) {
+        uintptr_t at = atomic_load_explicit(&site_pc[i], memory_order_acquire);
+        if (at == pc) return atomic_load_explicit(&site_name[i], memory_order_relaxed);
+        if (at == 0) return NULL; /* the table is never full: a run always ends */
+    }
+}
+
+/* Appends s at *at (up to end), each '/' as '_'. */
+static void site_put(char **at, char *end, const char *s) {
+    for (; *s && *at < end; s++) *(*at)++ = *s == '/' ? '_' : *s;
+}
+
+/* Appends "0x" and v in lower-case hex. */
+static void site_put_hex(char **at, char *end, uintptr_t v) {
+    char digits[2 * sizeof v + 3], *d = digits + sizeof digits;
+    *--d = '\0';
+    do *--d = "0123456789abcdef"[v & 15u];
+    while (v >>= 4);
+    *--d = 'x';
+    *--d = '0';
+    site_put(at, end, d);
+}
+
+/* pc's name into buf (NUL-terminated, cut to len); returns its length. */
+static size_t site_format(uintptr_t pc, char *buf, size_t len) {
+    char *at = buf, *end = buf + len - 1;
+    Dl_info info;
+    /* pc - 1 is inside the call instruction: the caller's own code even when
+     * the call is its last instruction (a call to a noreturn function). */
+    if (!dladdr((void *)(pc - 1), &info)) {
+        site_put_hex(&at, end, pc);
+    } else {
+        const char *mod = info.dli_fname && info.dli_fname[0] ? info.dli_fname : program_invocation_short_name;
+        const char *slash = strrchr(mod, '/');
+        site_put(&at, end, slash ? slash + 1 : mod);
+        if (info.dli_sname && info.dli_saddr) {
+            site_put(&at, end, "!");
+            site_put(&at, end, info.dli_sname);
+            site_put(&at, end, "+");
+            site_put_hex(&at, end, pc - (uintptr_t)info.dli_saddr);
+        } else {
+            site_put(&at, end, "+");
+            site_put_hex(&at, end, pc - (uintptr_t)info.dli_fbase);
+        }
+    }
+    *at = '\0';
+    return (size_t)(at - buf);
+}
+
+/* Stores name (size bytes with its NUL) for pc, a PC not in the table; NULL
+ * (and no more names) when the table or the arena is spent. */
+static const char *site_insert_locked(uintptr_t pc, const char *name, size_t size) {
+    if (site_count >= SITE_MAX || (!site_arena && !(site_arena = amm__os_map(SITE_ARENA_BYTES))) ||
+        size > SITE_ARENA_BYTES - site_arena_used) {
+        atomic_store_explicit(&site_full, 1, memory_order_relaxed);
+        return NULL;
+    }
+    char *s = memcpy(site_arena + site_arena_used, name, size);
+    site_arena_used += size;
+    size_t i = site_hash(pc);
+    while (atomic_load_explicit(&site_pc[i], memory_order_relaxed) != 0) i = (i + 1) & (SITE_SLOTS - 1);
+    atomic_store_explicit(&site_name[i], s, memory_order_relaxed);
+    atomic_store_explicit(&site_pc[i], pc, memory_order_release); /* publishes the name and its bytes */
+    site_count++;
+    return s;
+}
+
+/* A PC seen for the first time: dladdr with no lock held, then insertion. */
+static __attribute__((noinline, cold)) const char *site_add(uintptr_t pc) {
+    char name[SITE_NAME_MAX];
+    size_t len = site_format(pc, name, sizeof name);
+    pthread_mutex_lock(&site_lock);
+    const char *s = site_find(pc);
+    if (!s) s = site_insert_locked(pc, name, len + 1);
+    pthread_mutex_unlock(&site_lock);
+    return s;
+}
+
+/* The site name for return address pc, or NULL (sites off, or no room).
+ * Call only between shim_enter and shim_leave, with no amm lock held. */
+static inline const char *site_of(uintptr_t pc) {
+    if (!shim_sites) return NULL;
+    const char *s = site_find(pc);
+    if (s || atomic_load_explicit(&site_full, memory_order_relaxed)) return s;
+    return site_add(pc);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Helpers shared by the overrides                                          */
 /* ------------------------------------------------------------------------ */
 
 /* size bytes aligned to align (a power of two; below 16 means 16), errno
- * ENOMEM on failure and untouched on success. */
-static void *shim_alloc(size_t size, size_t align, unsigned flags) {
+ * ENOMEM on failure and untouched on success; pc is the caller, the block's
+ * site. */
+static void *shim_alloc(size_t size, size_t align, unsigned flags, uintptr_t pc) {
     if (size > SHIM_MAX_SIZE) {
         errno = ENOMEM;
         return NULL;
@@ -203,7 +363,7 @@ static void *shim_alloc(size_t size, size_t align, unsigned flags) {
     amm_manager *m = shim_enter();
     void *p;
     if (m) {
-        p = amm_alloc_at(m, size, align, flags, NULL, 0);
+        p = amm_alloc_at(m, size, align, flags, site_of(pc), 0);
         shim_leave();
     } else {
         p = boot_alloc(size, align);
@@ -212,26 +372,26 @@ static void *shim_alloc(size_t size, size_t align, unsigned flags) {
     return p;
 }
 
-static void shim_free(void *p) {
+static void shim_free(void *p, uintptr_t pc) {
     if (!p || boot_owns(p)) return;
     int saved = errno; /* free never changes errno (POSIX 2024, glibc >= 2.33) */
     amm_manager *m = shim_enter();
     if (m) {
-        amm_free_at(m, p, NULL, 0);
+        amm_free_at(m, p, site_of(pc), 0);
         shim_leave();
     }
     /* else: a re-entrant free of an amm block from inside amm; it is left allocated */
     errno = saved;
 }
 
-static void *shim_realloc(void *p, size_t size) {
-    if (!p) return shim_alloc(size, 0, 0);
+static void *shim_realloc(void *p, size_t size, uintptr_t pc) {
+    if (!p) return shim_alloc(size, 0, 0, pc);
     if (size == 0) { /* as glibc: free, return NULL */
-        shim_free(p);
+        shim_free(p, pc);
         return NULL;
     }
     if (boot_owns(p)) { /* an arena block moves to amm (or to the arena again) */
-        void *q = shim_alloc(size, 0, 0);
+        void *q = shim_alloc(size, 0, 0, pc);
         size_t old = boot_size(p);
         if (q) memcpy(q, p, old < size ? old : size);
         return q;
@@ -243,8 +403,8 @@ static void *shim_realloc(void *p, size_t size) {
     int saved = errno;
     amm_manager *m = shim_enter();
     void *q = NULL;
-    if (m) { /* alignment 0: the block keeps its own */
-        q = amm_realloc_at(m, p, size, 0, NULL, 0);
+    if (m) { /* alignment 0: the block keeps its own; a moved block's site becomes pc */
+        q = amm_realloc_at(m, p, size, 0, site_of(pc), 0);
         shim_leave();
     }
     errno = q ? saved : ENOMEM;
@@ -263,31 +423,33 @@ static size_t mul_or_max(size_t count, size_t size) {
 
 void cfree(void *ptr); /* glibc dropped its declaration; old programs still call it */
 
-PRELOAD_API void *malloc(size_t size) { return shim_alloc(size, 0, 0); }
+PRELOAD_SITED void *malloc(size_t size) { return shim_alloc(size, 0, 0, CALLER_PC()); }
 
-PRELOAD_API void free(void *ptr) { shim_free(ptr); }
+PRELOAD_SITED void free(void *ptr) { shim_free(ptr, CALLER_PC()); }
 
-PRELOAD_API void cfree(void *ptr) { shim_free(ptr); }
+PRELOAD_SITED void cfree(void *ptr) { shim_free(ptr, CALLER_PC()); }
 
-PRELOAD_API void *calloc(size_t nmemb, size_t size) { return shim_alloc(mul_or_max(nmemb, size), 0, AMM_ALLOC_ZERO); }
+PRELOAD_SITED void *calloc(size_t nmemb, size_t size) {
+    return shim_alloc(mul_or_max(nmemb, size), 0, AMM_ALLOC_ZERO, CALLER_PC());
+}
 
-PRELOAD_API void *realloc(void *ptr, size_t size) { return shim_realloc(ptr, size); }
+PRELOAD_SITED void *realloc(void *ptr, size_t size) { return shim_realloc(ptr, size, CALLER_PC()); }
 
-PRELOAD_API void *reallocarray(void *ptr, size_t nmemb, size_t size) {
+PRELOAD_SITED void *reallocarray(void *ptr, size_t nmemb, size_t size) {
     size_t n = mul_or_max(nmemb, size);
     if (n == SIZE_MAX) {
         errno = ENOMEM;
         return NULL;
     }
-    return shim_realloc(ptr, n);
+    return shim_realloc(ptr, n, CALLER_PC());
 }
 
 /* EINVAL (no report) unless alignment is a power of two multiple of
  * sizeof(void *); above AMM_MAX_ALIGN amm reports bad-alignment: ENOMEM. */
-PRELOAD_API int posix_memalign(void **memptr, size_t alignment, size_t size) {
+PRELOAD_SITED int posix_memalign(void **memptr, size_t alignment, size_t size) {
     if (!amm__is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
     int saved = errno; /* posix_memalign returns its error, errno stays */
-    void *p = shim_alloc(size, alignment, 0);
+    void *p = shim_alloc(size, alignment, 0, CALLER_PC());
     int rc = errno;
     errno = saved;
     if (!p) return rc;
@@ -296,36 +458,36 @@ PRELOAD_API int posix_memalign(void **memptr, size_t alignment, size_t size) {
 }
 
 /* C17 (DR 460): an alignment that is not a power of two fails (EINVAL). */
-PRELOAD_API void *aligned_alloc(size_t alignment, size_t size) {
+PRELOAD_SITED void *aligned_alloc(size_t alignment, size_t size) {
     if (!amm__is_pow2(alignment)) {
         errno = EINVAL;
         return NULL;
     }
-    return shim_alloc(size, alignment, 0);
+    return shim_alloc(size, alignment, 0, CALLER_PC());
 }
 
 /* As glibc: an alignment that is not a power of two is rounded up to one. */
-PRELOAD_API void *memalign(size_t alignment, size_t size) {
+PRELOAD_SITED void *memalign(size_t alignment, size_t size) {
     if (alignment > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
         return NULL;
     }
     size_t a = 1;
     while (a < alignment) a <<= 1;
-    return shim_alloc(size, a, 0);
+    return shim_alloc(size, a, 0, CALLER_PC());
 }
 
-PRELOAD_API void *valloc(size_t size) { return shim_alloc(size, amm__page_size(), 0); }
+PRELOAD_SITED void *valloc(size_t size) { return shim_alloc(size, amm__page_size(), 0, CALLER_PC()); }
 
 /* size rounded up to whole pages (0 -> one page), page aligned. */
-PRELOAD_API void *pvalloc(size_t size) {
+PRELOAD_SITED void *pvalloc(size_t size) {
     size_t page = amm__page_size();
     if (size > SHIM_MAX_SIZE) {
         errno = ENOMEM;
         return NULL;
     }
     size_t n = size ? amm__align_up(size, page) : page;
-    return shim_alloc(n, page, 0);
+    return shim_alloc(n, page, 0, CALLER_PC());
 }
 
 /* The requested size (not the chunk's): writing up to it is always safe. */

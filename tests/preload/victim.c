@@ -5,12 +5,19 @@
  * print "victim: <mode> done".
  *
  *   victim overflow | underflow | double-free | interior | use-after-free |
- *          stack | realloc-overflow | clean | api
+ *          stack | realloc-overflow | strdup-overflow | clean | api
  *
  * "api" checks the malloc family's contract (calloc overflow, realloc(p, 0),
  * posix_memalign errors, alignments, malloc_usable_size) with no fault at all.
  * Pointers pass through launder() so the compiler can neither see the bug
  * (gcc warns about some at compile time) nor drop the allocation.
+ *
+ * Sites: every faulty block comes from victim_block and every faulty call is
+ * made from a victim_<mode> function, all external and noinline, and the
+ * program is linked with -rdynamic: dladdr names them, so the shim's reports
+ * read "allocated at preload_victim!victim_block+0x.. (detected in free at
+ * preload_victim!victim_overflow+0x..)".  "strdup-overflow" overflows a block
+ * that glibc's strdup allocated: its site is in libc.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* malloc_usable_size, memalign, valloc, pvalloc, reallocarray */
@@ -33,7 +40,19 @@ static void *launder(void *p) {
 /* A bug's write: volatile, so the compiler cannot drop it as a dead store before free. */
 static void poke(char *p, long offset) { ((volatile char *)p)[offset] = '!'; }
 
-static char *block(size_t n) {
+/* The external functions: their names are what the site tests expect. */
+#define VICTIM_FN __attribute__((noinline))
+VICTIM_FN char *victim_block(size_t n);
+VICTIM_FN void victim_overflow(void);
+VICTIM_FN void victim_underflow(void);
+VICTIM_FN void victim_double_free(void);
+VICTIM_FN void victim_interior(void);
+VICTIM_FN void victim_use_after_free(void);
+VICTIM_FN void victim_stack(void);
+VICTIM_FN void victim_realloc_overflow(void);
+VICTIM_FN void victim_strdup_overflow(void);
+
+char *victim_block(size_t n) {
     char *p = launder(malloc(n));
     if (!p) {
         fprintf(stderr, "victim: malloc(%zu) failed\n", n);
@@ -43,53 +62,59 @@ static char *block(size_t n) {
     return p;
 }
 
-static void overflow(void) {
-    char *p = block(24);
+void victim_overflow(void) {
+    char *p = victim_block(24);
     poke(p, 24);
     free(p);
 }
 
-static void underflow(void) {
-    char *p = block(100);
+void victim_underflow(void) {
+    char *p = victim_block(100);
     poke(p, -1);
     free(p);
 }
 
-static void double_free(void) {
-    char *p = block(24);
+void victim_double_free(void) {
+    char *p = victim_block(24);
     char *again = launder(p); /* laundered before the free: gcc cannot tell it is p */
     free(p);
     free(again);
 }
 
-static void interior(void) {
-    char *p = block(100);
+void victim_interior(void) {
+    char *p = victim_block(100);
     free(launder(p + 8));
 }
 
-static void use_after_free(void) {
-    char *p = block(20);
+void victim_use_after_free(void) {
+    char *p = victim_block(20);
     char *q = launder(p);
     free(p);
     poke(q, 3); /* still in quarantine at exit: found by the exit check */
 }
 
-static void stack(void) {
+void victim_stack(void) {
     char local[32];
     memset(local, 0, sizeof local);
     free(launder(local));
 }
 
-static void realloc_overflow(void) {
-    char *p = block(16);
+void victim_realloc_overflow(void) {
+    char *p = victim_block(16);
     poke(p, 17);
     p = realloc(launder(p), 64); /* the damage is found before the move */
     free(p);
 }
 
+void victim_strdup_overflow(void) {
+    char *s = launder(strdup("twelve bytes")); /* 13 with the NUL */
+    poke(s, 13);
+    free(s);
+}
+
 static void clean(void) {
     char *keep[64];
-    for (int i = 0; i < 64; i++) keep[i] = block((size_t)(i * 37 % 500) + 1);
+    for (int i = 0; i < 64; i++) keep[i] = victim_block((size_t)(i * 37 % 500) + 1);
     for (int i = 0; i < 64; i += 2) free(keep[i]);
     for (int i = 1; i < 64; i += 2) keep[i] = realloc(keep[i], 1000);
     for (int i = 1; i < 64; i += 2) free(keep[i]);
@@ -173,9 +198,16 @@ int main(int argc, char **argv) {
         const char *name;
         void (*run)(void);
     } modes[] = {
-        {"overflow", overflow},   {"underflow", underflow}, {"double-free", double_free},
-        {"interior", interior},   {"use-after-free", use_after_free}, {"stack", stack},
-        {"realloc-overflow", realloc_overflow}, {"clean", clean}, {"api", api},
+        {"overflow", victim_overflow},
+        {"underflow", victim_underflow},
+        {"double-free", victim_double_free},
+        {"interior", victim_interior},
+        {"use-after-free", victim_use_after_free},
+        {"stack", victim_stack},
+        {"realloc-overflow", victim_realloc_overflow},
+        {"strdup-overflow", victim_strdup_overflow},
+        {"clean", clean},
+        {"api", api},
     };
     for (size_t i = 0; argc == 2 && i < sizeof modes / sizeof modes[0]; i++) {
         if (strcmp(argv[1], modes[i].name) == 0) {
@@ -185,6 +217,6 @@ int main(int argc, char **argv) {
         }
     }
     fprintf(stderr, "usage: victim overflow|underflow|double-free|interior|use-after-free|stack|"
-                    "realloc-overflow|clean|api\n");
+                    "realloc-overflow|strdup-overflow|clean|api\n");
     return 2;
 }
