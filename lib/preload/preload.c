@@ -47,7 +47,8 @@
  *
  * At exit (a destructor, after the program's own) the whole heap is checked
  * once (amm_check): a write to a block still in quarantine, or past the end
- * of a block never freed, is reported then.  AMM_PRELOAD_STATS=1 adds one
+ * of a block never freed, is reported then; with AMM_OPTIONS=leaks=on, so are
+ * the blocks still live, by allocation site.  AMM_PRELOAD_STATS=1 adds one
  * line of statistics per process on stderr; AMM_PRELOAD_STATS=/path appends
  * it to that file instead (for programs that close stderr before exit, as
  * coreutils do).
@@ -530,6 +531,7 @@ __attribute__((destructor)) static void shim_at_exit(void) {
     if (atomic_load_explicit(&shim_state, memory_order_acquire) != SHIM_READY || shim_depth) return;
     shim_depth++; /* whatever the check's reports allocate comes from the arena */
     amm_check(shim_m);
+    if (shim_m->cfg.leaks) amm_leak_report(shim_m, stderr, 20); /* AMM_OPTIONS=leaks=on */
     if (shim_stats[0]) print_stats(shim_m, shim_stats);
     shim_depth--;
 }

@@ -51,6 +51,7 @@ VICTIM_FN void victim_use_after_free(void);
 VICTIM_FN void victim_stack(void);
 VICTIM_FN void victim_realloc_overflow(void);
 VICTIM_FN void victim_strdup_overflow(void);
+VICTIM_FN void victim_leak(void);
 
 char *victim_block(size_t n) {
     char *p = launder(malloc(n));
@@ -110,6 +111,11 @@ void victim_strdup_overflow(void) {
     char *s = launder(strdup("twelve bytes")); /* 13 with the NUL */
     poke(s, 13);
     free(s);
+}
+
+/* Not a fault: three blocks never freed (found by the leak report with leaks=on). */
+void victim_leak(void) {
+    for (int i = 0; i < 3; i++) launder(victim_block(77));
 }
 
 static void clean(void) {
@@ -206,6 +212,7 @@ int main(int argc, char **argv) {
         {"stack", victim_stack},
         {"realloc-overflow", victim_realloc_overflow},
         {"strdup-overflow", victim_strdup_overflow},
+        {"leak", victim_leak},
         {"clean", clean},
         {"api", api},
     };
@@ -217,6 +224,6 @@ int main(int argc, char **argv) {
         }
     }
     fprintf(stderr, "usage: victim overflow|underflow|double-free|interior|use-after-free|stack|"
-                    "realloc-overflow|strdup-overflow|clean|api\n");
+                    "realloc-overflow|strdup-overflow|leak|clean|api\n");
     return 2;
 }
