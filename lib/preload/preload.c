@@ -28,8 +28,9 @@
  * no-op).  A re-entrant call therefore never takes the manager's lock twice.
  * dlsym is not used (it calls calloc itself): nothing is forwarded to glibc.
  *
- * fork: pthread_atfork handlers hold the manager's lock across fork, so the
- * child never inherits it taken by a thread that does not exist there.
+ * fork: amm holds every manager's lock across fork, and the shim its site
+ * table's lock, so the child never inherits one taken by a thread that does
+ * not exist there.
  *
  * Reports: amm's one-line format (amm_report_format), written to fd 2 with
  * write(2) rather than through stdio: no stdio lock is taken while the
@@ -69,7 +70,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h" /* amm__lock / amm__unlock for the fork handlers */
+#include "internal.h" /* amm__os_map, amm__align_up, the manager's config */
 
 #define PRELOAD_API __attribute__((visibility("default")))
 /* An override that names its caller: CALLER_PC() must be read in its own
@@ -165,15 +166,12 @@ static void shim_report(const amm_report *r, void *user) {
 
 static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Allocation sites" */
 
-/* The two locks are never held together anywhere else: any order is safe. */
-static void fork_prepare(void) {
-    pthread_mutex_lock(&site_lock);
-    amm__lock(shim_m);
-}
-static void fork_release(void) { /* parent and child alike */
-    amm__unlock(shim_m);
-    pthread_mutex_unlock(&site_lock);
-}
+/* fork: the site table's lock is held across it, so the child never inherits
+ * it taken (amm itself does the same for every manager's lock; this prepare
+ * handler, registered later, runs first: site_lock, then amm's locks, the
+ * order site_add keeps, as it never holds an amm lock). */
+static void fork_prepare(void) { pthread_mutex_lock(&site_lock); }
+static void fork_release(void) { pthread_mutex_unlock(&site_lock); } /* parent and child alike */
 
 static void shim_start(void) {
     int expected = SHIM_UNINIT;

@@ -141,6 +141,7 @@ struct amm__tracer; /* trace_writer.c */
 
 struct amm_manager {
     pthread_mutex_t lock;
+    amm_manager *all_prev, *all_next; /* every live manager, for fork (manager.c) */
     amm_config cfg;
     size_t canary;           /* cfg.canary */
     size_t front;            /* heap front canary bytes: canary rounded up to the granule */

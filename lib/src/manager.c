@@ -19,6 +19,50 @@
 void amm__lock(amm_manager *m) { pthread_mutex_lock(&m->lock); }
 void amm__unlock(amm_manager *m) { pthread_mutex_unlock(&m->lock); }
 
+/* ---- fork ----
+ *
+ * Every live manager is on one list.  Around fork() the prepare handler takes
+ * the list's mutex, then every manager's lock in list order; the parent and
+ * the child release them all.  So the child never inherits a manager locked
+ * by a thread that does not exist there (it would hang at its first call).
+ * Order: all_mu, then manager locks; amm_create and amm_destroy take all_mu
+ * holding no manager lock.  (A fork() from inside an error handler, visitor
+ * or move callback, which run with their manager locked, would wait forever.)
+ */
+static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
+static amm_manager *all_head;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&all_mu);
+    for (amm_manager *m = all_head; m; m = m->all_next) amm__lock(m);
+}
+
+static void fork_release(void) { /* in the parent and in the child alike */
+    for (amm_manager *m = all_head; m; m = m->all_next) amm__unlock(m);
+    pthread_mutex_unlock(&all_mu);
+}
+
+static void fork_register(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+
+static void all_add(amm_manager *m) {
+    pthread_once(&fork_once, fork_register);
+    pthread_mutex_lock(&all_mu);
+    m->all_prev = NULL;
+    m->all_next = all_head;
+    if (all_head) all_head->all_prev = m;
+    all_head = m;
+    pthread_mutex_unlock(&all_mu);
+}
+
+static void all_remove(amm_manager *m) {
+    pthread_mutex_lock(&all_mu);
+    if (m->all_prev) m->all_prev->all_next = m->all_next;
+    else all_head = m->all_next;
+    if (m->all_next) m->all_next->all_prev = m->all_prev;
+    pthread_mutex_unlock(&all_mu);
+}
+
 /* ---- creation ---- */
 
 static void init_manager(amm_manager *m, const amm_config *cfg) {
@@ -57,6 +101,7 @@ amm_manager *amm_create(const amm_config *cfg) {
     pthread_mutex_init(&m->lock, &attr);
     pthread_mutexattr_destroy(&attr);
     init_manager(m, cfg);
+    all_add(m);
     amm__lock(m);
     if (m->cfg.trace && m->cfg.trace[0]) amm__trace_start_locked(m, m->cfg.trace);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_CREATE));
@@ -80,6 +125,7 @@ static void destroy_large(amm_manager *m) {
 void amm_destroy(amm_manager *m) {
     if (!m) return;
     if (m->cfg.leaks) amm_leak_report(m, stderr, 0);
+    all_remove(m);
     amm__lock(m);
     amm__quarantine_flush(m);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_DESTROY));

@@ -13,7 +13,8 @@
  *  - Thread safety: every function taking an amm_manager may be called from
  *    any thread concurrently; a manager serialises them with its own lock.
  *    The error handler and the walk visitor run with that lock held and must
- *    not call back into the same manager.
+ *    not call back into the same manager (nor fork).  fork() is safe: amm
+ *    holds every manager's lock across it, so the child finds them unlocked.
  *  - A pointer handed in is looked up before it is dereferenced.  A pointer
  *    amm did not hand out is refused with an AMM_ERR_INVALID_POINTER (or
  *    AMM_ERR_INTERIOR_POINTER) report; nothing is written through it.

@@ -1,0 +1,94 @@
+/*
+ * test_fork.c - fork() while other threads are inside amm: the child must
+ * find every manager unlocked and whole (amm's atfork handlers hold each
+ * manager's lock across the fork).  Without them a child forked while a
+ * thread held the lock waits forever; an alarm turns that into a failure.
+ *
+ * Run one test: ./test_fork <name> [--seed N].
+ */
+#include "harness.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+
+#define HAMMERS 3
+#define FORKS 30
+
+typedef struct hammer {
+    amm_manager *m;
+    atomic_int *stop;
+    int id;
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = (hammer *)arg;
+    h_rng r = h_rng_make(h_seed() + (uint64_t)h->id);
+    while (!atomic_load(h->stop)) {
+        void *p = amm_alloc(h->m, (size_t)h_rand_range(&r, 1, 400), 0);
+        if (p)
+            amm_free(h->m, p);
+    }
+    return NULL;
+}
+
+/* The child: the manager works, checks clean, and goes away. */
+static int child_main(amm_manager *m, amm_manager *other)
+{
+    alarm(10); /* a lock inherited taken would hang here: SIGALRM fails the test */
+    int bad = 0;
+    for (int i = 0; i < 500; i++) {
+        void *p = amm_alloc(m, (size_t)(i % 300) + 1, 0);
+        void *q = amm_alloc(other, 32, 0);
+        bad += p == NULL || q == NULL;
+        bad += amm_free(m, p) != 0;
+        bad += amm_free(other, q) != 0;
+    }
+    bad += amm_check(m) != 0;
+    bad += amm_check(other) != 0;
+    amm_destroy(other);
+    amm_destroy(m);
+    return bad ? 3 : 0;
+}
+
+TEST(fork_while_threads_allocate)
+{
+    h_faults f, g;
+    amm_manager *m = h_new_manager("", &f);
+    amm_manager *other = h_new_manager("quarantine=0,quarantine_blocks=0", &g);
+    atomic_int stop = 0;
+    pthread_t th[HAMMERS];
+    hammer h[HAMMERS];
+    int children_ok = 0;
+    ASSERT_NOT_NULL(m);
+    ASSERT_NOT_NULL(other);
+    for (int t = 0; t < HAMMERS; t++) {
+        h[t] = (hammer){m, &stop, t};
+        ASSERT_EQ(pthread_create(&th[t], NULL, hammer_main, &h[t]), 0);
+    }
+    for (int i = 0; i < FORKS; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0)
+            _exit(child_main(m, other));
+        int status = 0;
+        EXPECT_EQ(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status))
+            printf("    child %d killed by signal %d (%s)\n", i, WTERMSIG(status),
+                   WTERMSIG(status) == SIGALRM ? "it hung" : "it crashed");
+        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    atomic_store(&stop, 1);
+    for (int t = 0; t < HAMMERS; t++)
+        EXPECT_EQ(pthread_join(th[t], NULL), 0);
+    EXPECT_EQ(children_ok, FORKS);
+    EXPECT_EQ(amm_check(m), 0);
+    EXPECT_FAULTS(&f, 0);
+    EXPECT_FAULTS(&g, 0);
+    amm_destroy(other);
+    amm_destroy(m);
+}
