@@ -109,7 +109,7 @@ static amm__block *split(amm_manager *m, amm__block *c, size_t off) {
     n->region = c->region;
     n->origin = AMM_ORIGIN_HEAP;
     n->state = AMM_BLOCK_LIVE; /* not on a list yet: the caller frees or uses it */
-    n->flags = c->flags & AMM__CHUNK_CLEAN; /* untouched pages stay untouched */
+    n->flags = c->flags & (AMM__CHUNK_CLEAN | AMM__CHUNK_AGED); /* untouched pages stay as they were */
     n->prev_phys = c;
     n->next_phys = c->next_phys;
     if (c->next_phys) c->next_phys->prev_phys = n;
@@ -131,21 +131,29 @@ static void absorb_next(amm_manager *m, amm__block *c) {
  *
  * A free chunk whose whole pages have been given back (madvise) and not
  * touched since carries AMM__CHUNK_CLEAN in its flags (a live block's flags
- * never have the chunk bits).  A free chunk of at least cfg.purge bytes that
- * holds freed bytes is dirty: it sits on a dirty list (linked through
- * q_prev/q_next, which only quarantined blocks use otherwise).  Each time the
- * bytes freed into dirty chunks add up to purge_batch() and purge_delay ms
- * have passed since the last time, the chunks that have stayed dirty for a
- * whole batch (the aged list) are purged and the others age.  A span reused
- * soon after it was freed never costs a system call and page faults. */
+ * never have the chunk bits).  Every other free chunk of at least cfg.purge
+ * bytes is dirty: it sits on a dirty list (linked through q_prev/q_next,
+ * which only quarantined blocks use otherwise).  Each time the bytes freed
+ * into dirty chunks add up to purge_batch() and purge_delay ms have passed
+ * since the last time, the chunks that have stayed dirty for a whole batch
+ * (the aged list) are purged and the others age.  A span reused soon after it
+ * was freed never costs a system call and page faults.
+ *
+ * AMM__CHUNK_AGED is the age, and it stays with the bytes: a chunk taken off
+ * its list keeps it, so what is left of an aged span after an allocation
+ * carves the front off it is still aged (the rest was not touched), and a
+ * span that grows by merges keeps the age of its oldest part.  A chunk is
+ * listed (AMM__CHUNK_DIRTY) only while it is free, and on the aged list
+ * exactly when its AGED bit is set. */
 
+/* Takes c off its dirty list; it keeps its age. */
 static void dirty_unlink(amm_manager *m, amm__block *c) {
     if (c->q_prev) c->q_prev->q_next = c->q_next;
     else if (c->flags & AMM__CHUNK_AGED) m->dirty_aged = c->q_next;
     else m->dirty_head = c->q_next;
     if (c->q_next) c->q_next->q_prev = c->q_prev;
     c->q_prev = c->q_next = NULL;
-    c->flags &= (uint8_t)~(AMM__CHUNK_DIRTY | AMM__CHUNK_AGED);
+    c->flags &= (uint8_t)~AMM__CHUNK_DIRTY;
 }
 
 static void dirty_push(amm_manager *m, amm__block *c, unsigned aged) {
@@ -154,7 +162,15 @@ static void dirty_push(amm_manager *m, amm__block *c, unsigned aged) {
     c->q_next = *head;
     if (c->q_next) c->q_next->q_prev = c;
     *head = c;
-    c->flags |= (uint8_t)(AMM__CHUNK_DIRTY | (aged ? AMM__CHUNK_AGED : 0u));
+    c->flags = (uint8_t)((c->flags & ~AMM__CHUNK_AGED) | AMM__CHUNK_DIRTY | (aged ? AMM__CHUNK_AGED : 0u));
+}
+
+/* Lists free chunk c (off every list) again, on a dirty list too when it is
+ * not clean and big enough to purge. */
+static void relist(amm_manager *m, amm__block *c) {
+    free_insert(m, c);
+    if (!(c->flags & AMM__CHUNK_CLEAN) && m->cfg.purge && c->raw_size >= m->cfg.purge)
+        dirty_push(m, c, c->flags & AMM__CHUNK_AGED);
 }
 
 static size_t purge_batch(const amm_manager *m) {
@@ -165,8 +181,10 @@ static size_t purge_batch(const amm_manager *m) {
 /* Gives c's whole pages back; c is clean afterwards.  Returns the bytes purged. */
 static size_t purge_chunk(amm_manager *m, amm__block *c) {
     if (c->flags & AMM__CHUNK_DIRTY) dirty_unlink(m, c);
-    size_t bytes = amm__os_purge(c->raw, c->raw + c->raw_size);
-    c->flags |= AMM__CHUNK_CLEAN;
+    size_t page = amm__page_size(), bytes = amm__os_purge(c->raw, c->raw + c->raw_size);
+    int whole_pages = amm__align_up(c->raw, page) + page <= c->raw + c->raw_size;
+    if (bytes || !whole_pages) c->flags = (uint8_t)((c->flags | AMM__CHUNK_CLEAN) & ~AMM__CHUNK_AGED);
+    /* else madvise refused (locked memory): not clean, and not listed again */
     if (bytes) AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_PURGE, c->raw, c->raw_size, 0, 0));
     return bytes;
 }
@@ -185,7 +203,7 @@ static void purge_dirty(amm_manager *m) {
  * result.  The result is clean only if every part was.  freed: how many of
  * c's bytes were in use until now (they count toward the purge batch). */
 static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
-    unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = 0;
+    unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = c->flags & AMM__CHUNK_AGED;
     c->state = AMM_BLOCK_FREE;
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
         clean &= c->next_phys->flags;
@@ -306,10 +324,10 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
     if (gap) {
         amm__block *rest = split(m, c, gap);
         if (!rest) {
-            free_insert(m, c);
+            relist(m, c);
             return NULL;
         }
-        free_insert(m, c); /* the gap; its neighbours are not free */
+        relist(m, c); /* the gap; its neighbours are not free */
         c = rest;
     }
     trim_tail(m, c, need, 0);
@@ -360,9 +378,9 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
         amm__block *n = b->next_phys;
         if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
         free_remove(m, n);
-        uint8_t keep = b->flags, clean = n->flags & AMM__CHUNK_CLEAN;
+        uint8_t keep = b->flags, clean = n->flags & (AMM__CHUNK_CLEAN | AMM__CHUNK_AGED);
         absorb_next(m, b);
-        /* the tail is what is left of the free neighbour: free already, and as clean as it was */
+        /* the tail is what is left of the free neighbour: free already, as clean and as old as it was */
         b->flags = (uint8_t)(keep | clean);
         trim_tail(m, b, need, 0);
         b->flags = keep;
@@ -551,7 +569,7 @@ static int slide_down(amm_manager *m, amm__block *c, size_t *bytes, size_t *bloc
         amm__record_free(m, f);
     } else {
         f->raw_size = raw - f->raw;
-        free_insert(m, f);
+        relist(m, f);
     }
     c->raw = raw;
     c->raw_size = end - raw;
