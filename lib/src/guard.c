@@ -19,8 +19,11 @@
 #include "internal.h"
 #include "sanitize.h"
 
+/* Canary bytes have the high bit set, so no ASCII byte and no small integer
+ * ever matches one: a string or a count written past the end is always
+ * caught.  0xFF (-1) and the two fill bytes are left out too. */
 static int bad_pattern_byte(uint8_t v) {
-    return v == 0x00 || v == 0xFF || v == AMM_FILL_NEW || v == AMM_FILL_FREED;
+    return v < 0x80 || v == 0xFF || v == AMM_FILL_NEW || v == AMM_FILL_FREED;
 }
 
 void amm__guard_init(amm_manager *m) {
@@ -31,8 +34,8 @@ void amm__guard_init(amm_manager *m) {
         uint64_t z = s;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        uint8_t v = (uint8_t)(z ^ (z >> 31));
-        while (bad_pattern_byte(v)) v = (uint8_t)(v + 0x35);
+        uint8_t v = (uint8_t)((z ^ (z >> 31)) | 0x80u);
+        while (bad_pattern_byte(v)) v = (uint8_t)(0x80u | (v + 0x35u));
         m->pattern[i] = v;
     }
     for (size_t i = 0; i < sizeof m->pattern_run; i++) m->pattern_run[i] = m->pattern[i & 7];

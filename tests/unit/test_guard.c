@@ -706,3 +706,27 @@ TEST(report_format_truncates_like_snprintf)
     EXPECT_EQ(n_none, n);
     amm_destroy(m);
 }
+
+/* Canary bytes are never ASCII or small integers: every such byte written
+ * just past (or before) a block is caught, whatever a manager's secret. */
+TEST(ascii_and_small_integers_always_caught)
+{
+    for (int k = 0; k < 24; k++) { /* 24 managers: 24 secrets */
+        h_faults f;
+        amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0", &f);
+        size_t caught = 0;
+        for (unsigned v = 0; v < 0x80; v++) {
+            unsigned char *p = (unsigned char *)amm_alloc(m, 24 + (v & 7), 0);
+            ASSERT_NOT_NULL(p);
+            unsigned char *at = (v & 1) ? p - 1 : p + 24 + (v & 7); /* before, or just past */
+            h_unpoison(at, 1);
+            *at = (unsigned char)v;
+            EXPECT_EQ(amm_free(m, p), 0);
+            caught += f.count > 0 && (f.last.kind == AMM_ERR_OVERFLOW || f.last.kind == AMM_ERR_UNDERFLOW);
+            f.count = 0;
+        }
+        EXPECT_EQ(caught, 0x80);
+        EXPECT_HEALTHY(m);
+        amm_destroy(m);
+    }
+}
