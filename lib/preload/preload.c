@@ -167,11 +167,20 @@ static void shim_report(const amm_report *r, void *user) {
 static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Allocation sites" */
 
 /* fork: the site table's lock is held across it, so the child never inherits
- * it taken (amm itself does the same for every manager's lock; this prepare
- * handler, registered later, runs first: site_lock, then amm's locks, the
- * order site_add keeps, as it never holds an amm lock). */
+ * it taken (amm itself does the same for every manager's lock).  site_lock is
+ * never held together with an amm lock (site_add calls nothing of amm's, and
+ * amm's report path nothing of the site table's), so the order in which the
+ * two prepare handlers take theirs does not matter. */
 static void fork_prepare(void) { pthread_mutex_lock(&site_lock); }
 static void fork_release(void) { pthread_mutex_unlock(&site_lock); } /* parent and child alike */
+
+/* Registered when the shim is loaded, before the program registers its own
+ * handlers: so this prepare runs after the program's, and this release before
+ * the program's parent and child handlers, which may well call malloc. */
+__attribute__((constructor)) static void shim_fork_init(void) {
+    if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+        shim_die("amm-preload: pthread_atfork failed; aborting\n");
+}
 
 static void shim_start(void) {
     int expected = SHIM_UNINIT;
@@ -193,9 +202,6 @@ static void shim_start(void) {
     shim_sites = !(sites && strcmp(sites, "0") == 0);
     shim_m = m;
     atomic_store_explicit(&shim_state, SHIM_READY, memory_order_release);
-    if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0) {
-        shim_die("amm-preload: pthread_atfork failed; aborting\n");
-    }
 }
 
 /*
@@ -529,7 +535,16 @@ __attribute__((destructor)) static void shim_at_exit(void) {
     if (atomic_load_explicit(&shim_state, memory_order_acquire) != SHIM_READY || shim_depth) return;
     shim_depth++; /* whatever the check's reports allocate comes from the arena */
     amm_check(shim_m);
-    if (shim_m->cfg.leaks) amm_leak_report(shim_m, stderr, 20); /* AMM_OPTIONS=leaks=on */
+    if (shim_m->cfg.leaks) { /* AMM_OPTIONS=leaks=on; to fd 2, as the reports: stderr may be fclose'd by now */
+        int fd = dup(2);
+        FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL; /* its buffer comes from the bootstrap arena */
+        if (out) {
+            amm_leak_report(shim_m, out, 20);
+            fclose(out);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
     if (shim_stats[0]) print_stats(shim_m, shim_stats);
     shim_depth--;
 }

@@ -10,8 +10,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #endif
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "sanitize.h"
@@ -21,32 +24,85 @@ void amm__unlock(amm_manager *m) { pthread_mutex_unlock(&m->lock); }
 
 /* ---- fork ----
  *
- * Every live manager is on one list.  Around fork() the prepare handler takes
- * the list's mutex, then every manager's lock in list order; the parent and
- * the child release them all.  So the child never inherits a manager locked
- * by a thread that does not exist there (it would hang at its first call).
- * Order: all_mu, then manager locks; amm_create and amm_destroy take all_mu
- * holding no manager lock.  (A fork() from inside an error handler, visitor
- * or move callback, which run with their manager locked, would wait forever.)
+ * Every live manager is on one list.  Around fork() the prepare handler holds
+ * the list's mutex and every manager's lock; the parent and the child release
+ * them.  So the child never inherits a manager locked by a thread that does
+ * not exist there (it would hang at its first call), nor a trace writer with
+ * no thread behind it: the child drops every tracer (its records would mix
+ * with the parent's) and runs on untraced.
+ *
+ * The handlers are registered by a constructor, before the program can
+ * register its own: so amm's prepare runs after the program's prepare
+ * handlers and amm's release before its parent/child handlers, and those may
+ * allocate through amm (under the LD_PRELOAD shim, malloc is amm).
+ *
+ * The prepare handler never blocks while it holds a manager lock: a thread in
+ * an error handler, visitor or move callback holds its manager's lock and may
+ * be calling another manager, so taking them in list order could deadlock.
+ * It takes every lock it can get with trylock; when one is busy it lets go of
+ * the others and waits for that one alone (holding just the list's mutex),
+ * then tries the rest again.  If it waits FORK_PATIENCE_S for one lock (a
+ * fork() from inside such a callback: the forking thread holds that lock
+ * itself), the fork goes ahead without the locks.  amm_create and amm_destroy
+ * take the list's mutex holding no manager lock; called from a callback while
+ * another thread forks, they wait for that patience to run out.
  */
+#define FORK_PATIENCE_S 2
+
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static amm_manager *all_head;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static atomic_int fork_registered;
+static _Thread_local int fork_held; /* this thread's prepare holds all_mu and every manager lock */
 
 static void fork_prepare(void) {
     pthread_mutex_lock(&all_mu);
-    for (amm_manager *m = all_head; m; m = m->all_next) amm__lock(m);
+    amm_manager *held = NULL; /* the lock waited for last time, held */
+    for (;;) {
+        amm_manager *busy = NULL;
+        for (amm_manager *m = all_head; m && !busy; m = m->all_next) {
+            if (m != held && pthread_mutex_trylock(&m->lock) != 0) busy = m;
+        }
+        if (!busy) {
+            fork_held = 1;
+            return;
+        }
+        for (amm_manager *m = all_head; m != busy; m = m->all_next) {
+            if (m != held) amm__unlock(m);
+        }
+        if (held) amm__unlock(held);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += FORK_PATIENCE_S;
+        if (pthread_mutex_timedlock(&busy->lock, &until) != 0) { /* fork without them */
+            pthread_mutex_unlock(&all_mu);
+            return;
+        }
+        held = busy;
+    }
 }
 
-static void fork_release(void) { /* in the parent and in the child alike */
+static void fork_parent(void) {
+    if (!fork_held) return;
+    fork_held = 0;
     for (amm_manager *m = all_head; m; m = m->all_next) amm__unlock(m);
     pthread_mutex_unlock(&all_mu);
 }
 
-static void fork_register(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+static void fork_child(void) {
+    for (amm_manager *m = all_head; m; m = m->all_next) amm__trace_forget_in_child(m);
+    fork_parent();
+}
+
+static void fork_register(void) {
+    int expected = 0; /* not pthread_once: under the shim, pthread_atfork may call malloc, so amm_create */
+    if (atomic_compare_exchange_strong(&fork_registered, &expected, 1))
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((constructor)) static void fork_register_early(void) { fork_register(); }
 
 static void all_add(amm_manager *m) {
-    pthread_once(&fork_once, fork_register);
+    fork_register(); /* done by the constructor already, unless constructors did not run */
     pthread_mutex_lock(&all_mu);
     m->all_prev = NULL;
     m->all_next = all_head;

@@ -578,30 +578,26 @@ static void tw_at_exit(void) {
     pthread_mutex_unlock(&tw_exit_mu);
 }
 
+static void tw_exit_register(void) { atexit(tw_at_exit); }
+
 /*
  * fork: the child has no flusher thread, and its records would interleave
- * with the parent's in the same destination.  So a child is not traced: its
- * copy of each tracer is dropped (m->tracer = NULL) without touching the
- * tracer's mutex, which another thread may have held at the fork.  The list's
- * own mutex is not taken around the fork (that would order it before the
- * manager locks other atfork handlers take); the child, alone, reads the list
- * and starts the mutex afresh.
+ * with the parent's in the same destination.  So a child is not traced:
+ * manager.c's atfork child handler calls this for every manager, which drops
+ * the child's copy of the tracer without touching the tracer's mutex (the
+ * flusher may have held it at the fork).  The exit list's mutex may have been
+ * held too: the child, alone, starts it afresh.
  */
-static void tw_fork_child(void) {
-    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
-        struct amm__tracer *t = tw_exit_list[i];
-        if (t == NULL) continue;
-        tw_exit_list[i] = NULL;
-        t->m->tracer = NULL;
-        if (t->own_fd) close(t->fd);
-        amm__os_unmap(t, sizeof *t);
-    }
+void amm__trace_forget_in_child(amm_manager *m) {
+    struct amm__tracer *t = m->tracer;
+    if (t == NULL) return;
     tw_exit_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-}
-
-static void tw_exit_register(void) {
-    atexit(tw_at_exit);
-    pthread_atfork(NULL, NULL, tw_fork_child);
+    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
+        if (tw_exit_list[i] == t) tw_exit_list[i] = NULL;
+    }
+    m->tracer = NULL;
+    if (t->own_fd) close(t->fd);
+    amm__os_unmap(t, sizeof *t);
 }
 
 static void tw_exit_track(struct amm__tracer *t, int add) {

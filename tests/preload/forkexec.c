@@ -5,6 +5,9 @@
  * timeout catches that).  Every other child execs this program again
  * ("forkexec child N"), which allocates and prints one line.  The parent
  * waits for each child in turn, so the output is the same on every run.
+ * Its own atfork handlers, registered before its first malloc, allocate in
+ * the prepare, parent and child phases: the allocator's fork handling must
+ * leave malloc usable there (glibc's does).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -30,6 +33,21 @@ static void *hammer(void *arg) {
         free(p);
     }
     return NULL;
+}
+
+/* The program's own fork handlers, which allocate. */
+static void at_prepare(void) {
+    char *volatile p = malloc(24);
+    free(p);
+}
+static void at_parent(void) {
+    char *volatile p = malloc(48);
+    free(p);
+}
+static void at_child(void) {
+    char *volatile p = malloc(96);
+    if (p) p[0] = 1;
+    free(p);
 }
 
 /* A little allocation work; returns a checksum so it cannot be optimised away. */
@@ -64,6 +82,8 @@ int main(int argc, char **argv) {
         free(line);
         return 0;
     }
+    alarm(60); /* a child that hangs in a fork handler hangs the parent in waitpid */
+    if (pthread_atfork(at_prepare, at_parent, at_child) != 0) return 1; /* before the first malloc */
     pthread_t t[HAMMERS];
     for (int i = 0; i < HAMMERS; i++) pthread_create(&t[i], NULL, hammer, NULL);
     int failed = 0;

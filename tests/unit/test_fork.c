@@ -92,3 +92,77 @@ TEST(fork_while_threads_allocate)
     amm_destroy(other);
     amm_destroy(m);
 }
+
+/* A visitor of m1 that uses m2 (allowed: it is another manager) holds m1's
+ * lock while it waits for m2's.  A fork meanwhile must not take m2 and then
+ * wait for m1: amm's prepare handler takes the locks with trylock and backs
+ * off.  A deadlock here would hang the test itself: the alarm fails it. */
+typedef struct cross_ctx {
+    amm_manager *m1, *m2;
+    atomic_int *stop;
+    size_t calls;
+} cross_ctx;
+
+static int cross_visit(const amm_block_info *b, void *user)
+{
+    cross_ctx *c = (cross_ctx *)user;
+    (void)b;
+    void *p = amm_alloc(c->m2, 16, 0);
+    if (p)
+        amm_free(c->m2, p);
+    c->calls++;
+    return 0;
+}
+
+static void *walker_main(void *arg)
+{
+    cross_ctx *c = (cross_ctx *)arg;
+    while (!atomic_load(c->stop))
+        amm_walk(c->m1, cross_visit, c);
+    return NULL;
+}
+
+TEST(fork_while_a_visitor_uses_another_manager)
+{
+    h_faults f1, f2;
+    amm_manager *m1 = h_new_manager("", &f1);
+    amm_manager *m2 = h_new_manager("", &f2); /* created last: first in amm's list */
+    atomic_int stop = 0;
+    cross_ctx c = {m1, m2, &stop, 0};
+    pthread_t walker;
+    void *keep[32];
+    int children_ok = 0;
+    ASSERT_NOT_NULL(m1);
+    ASSERT_NOT_NULL(m2);
+    for (int i = 0; i < 32; i++)
+        ASSERT_NOT_NULL(keep[i] = amm_alloc(m1, 40, 0));
+    ASSERT_EQ(pthread_create(&walker, NULL, walker_main, &c), 0);
+    alarm(60);
+    for (int i = 0; i < 20; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            alarm(10);
+            void *p = amm_alloc(m1, 8, 0), *q = amm_alloc(m2, 8, 0);
+            int bad = p == NULL || q == NULL || amm_free(m1, p) != 0 || amm_free(m2, q) != 0 ||
+                      amm_check(m1) != 0 || amm_check(m2) != 0;
+            _exit(bad ? 3 : 0);
+        }
+        int status = 0;
+        EXPECT_EQ(waitpid(pid, &status, 0), pid);
+        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    alarm(0);
+    atomic_store(&stop, 1);
+    EXPECT_EQ(pthread_join(walker, NULL), 0);
+    EXPECT_EQ(children_ok, 20);
+    EXPECT_GT(c.calls, 0);
+    for (int i = 0; i < 32; i++)
+        EXPECT_EQ(amm_free(m1, keep[i]), 0);
+    EXPECT_FAULTS(&f1, 0);
+    EXPECT_FAULTS(&f2, 0);
+    amm_destroy(m2);
+    amm_destroy(m1);
+}
