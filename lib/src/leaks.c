@@ -87,7 +87,7 @@ size_t amm_leak_report(amm_manager *m, FILE *out, size_t max_sites) {
     amm__lock(m);
     live = m->live_blocks;
     live_bytes = m->live_bytes;
-    if (live) {
+    if (live && out) {
         map_bytes = live * sizeof(leak_site);
         ctx.sites = amm__os_map(map_bytes);
         ctx.cap = ctx.sites ? live : 0;

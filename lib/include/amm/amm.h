@@ -41,7 +41,8 @@ extern "C" {
 
 /* Fill patterns: every new block's user bytes, and every freed block's bytes
  * while it sits in quarantine (with the fill option on).  Canary bytes are
- * derived from a per-manager secret and never equal these. */
+ * derived from a per-manager secret, always in 0x80-0xFE and never equal
+ * these: no ASCII byte or small integer written past a block matches one. */
 #define AMM_FILL_NEW 0xAAu
 #define AMM_FILL_FREED 0xDDu
 
@@ -308,7 +309,9 @@ amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count,
 /* Allocates from this pool only (pool NULL: the smallest pool that fits); NULL (no report)
  * if full or size/align do not fit; a pool of another manager is reported.  A full pool
  * whose slots sit in quarantine takes back the oldest one (checked first) rather than fail;
- * amm_alloc never does, it goes to the heap.  O(1), O(pools) for NULL. */
+ * amm_alloc goes to the heap instead, and takes a quarantined slot back only when the system
+ * refuses memory.
+ * O(1), O(pools) for NULL. */
 void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file, int line);
 
 /* Number of pools; the i-th pool (creation order) or NULL.  O(1). */
