@@ -311,6 +311,7 @@ int amm__config_check(const amm_config *cfg, char *err, size_t err_len);
 int amm__trace_start_locked(amm_manager *m, const char *dest);
 void amm__trace_stop_locked(amm_manager *m);
 void amm__trace_forget_in_child(amm_manager *m); /* after fork, in the child: tracing off, nothing written */
+void amm__trace_forget_all_in_child(void);        /* ... for every tracer the exit flush tracks */
 void amm__trace_manager(amm_manager *m, amm_trace_op op);          /* MANAGER_CREATE/DESTROY */
 void amm__trace_region(amm_manager *m, amm_trace_op op, uintptr_t base, size_t size, amm_origin kind, size_t id);
 void amm__trace_pool(amm_manager *m, const amm_pool *p);           /* POOL_CREATE */

@@ -19,10 +19,7 @@
 #include "internal.h"
 #include "sanitize.h"
 
-void amm__lock(amm_manager *m) { pthread_mutex_lock(&m->lock); }
-void amm__unlock(amm_manager *m) { pthread_mutex_unlock(&m->lock); }
-
-/* ---- fork ----
+/* ---- locking and fork ----
  *
  * Every live manager is on one list.  Around fork() the prepare handler holds
  * the list's mutex and every manager's lock; the parent and the child release
@@ -31,67 +28,118 @@ void amm__unlock(amm_manager *m) { pthread_mutex_unlock(&m->lock); }
  * no thread behind it: the child drops every tracer (its records would mix
  * with the parent's) and runs on untraced.
  *
- * The handlers are registered by a constructor, before the program can
- * register its own: so amm's prepare runs after the program's prepare
- * handlers and amm's release before its parent/child handlers, and those may
- * allocate through amm (under the LD_PRELOAD shim, malloc is amm).
- *
- * The prepare handler never blocks while it holds a manager lock: a thread in
- * an error handler, visitor or move callback holds its manager's lock and may
- * be calling another manager, so taking them in list order could deadlock.
- * It takes every lock it can get with trylock; when one is busy it lets go of
- * the others and waits for that one alone (holding just the list's mutex),
- * then tries the rest again.  If it waits FORK_PATIENCE_S for one lock (a
- * fork() from inside such a callback: the forking thread holds that lock
- * itself), the fork goes ahead without the locks.  amm_create and amm_destroy
- * take the list's mutex holding no manager lock; called from a callback while
- * another thread forks, they wait for that patience to run out.
+ * Each thread knows which manager locks it holds (a short stack: a callback
+ * of one manager may call another).  That makes three things work:
+ *  - the fork gate: while a fork is being prepared, a thread entering amm
+ *    from outside waits at amm__lock, so the locks drain instead of being
+ *    taken again and again; a thread already inside (in a callback) goes on;
+ *  - a fork() from inside a callback: the locks this thread holds are not
+ *    waited for (the child's copy of the thread releases them as usual);
+ *  - a fork handler that runs after amm's prepare, on the forking thread,
+ *    may call amm: every lock is its own then, and amm__lock passes.
+ * The prepare handler never blocks while it holds a manager lock (so a
+ * callback of m1 waiting for m2 cannot deadlock with it): it takes what
+ * trylock gives, and when one lock is busy it lets go of all and waits for
+ * that one alone, then tries the rest again.
  */
-#define FORK_PATIENCE_S 2
+#define AMM__HELD_MAX 8
+
+typedef struct amm__thread_locks {
+    unsigned depth;                     /* manager locks this thread holds */
+    amm_manager *held[AMM__HELD_MAX];   /* the first AMM__HELD_MAX of them, in order */
+    int fork_held;                      /* inside fork, after amm's prepare: all locks are this thread's */
+} amm__thread_locks;
+
+static _Thread_local amm__thread_locks tl_locks __attribute__((tls_model("initial-exec")));
+static atomic_int fork_gate; /* a fork is being prepared */
+
+void amm__lock(amm_manager *m) {
+    amm__thread_locks *t = &tl_locks;
+    if (t->fork_held) return;
+    if (t->depth == 0) {
+        while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
+    }
+    pthread_mutex_lock(&m->lock);
+    if (t->depth < AMM__HELD_MAX) t->held[t->depth] = m;
+    t->depth++;
+}
+
+void amm__unlock(amm_manager *m) {
+    amm__thread_locks *t = &tl_locks;
+    if (t->fork_held) return;
+    t->depth--;
+    pthread_mutex_unlock(&m->lock);
+}
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static amm_manager *all_head;
 static atomic_int fork_registered;
-static _Thread_local int fork_held; /* this thread's prepare holds all_mu and every manager lock */
+
+static int held_by_me(const amm_manager *m) {
+    const amm__thread_locks *t = &tl_locks;
+    for (unsigned i = 0; i < t->depth && i < AMM__HELD_MAX; i++) {
+        if (t->held[i] == m) return 1;
+    }
+    return 0;
+}
+
+static int on_list(const amm_manager *m) {
+    for (const amm_manager *x = all_head; x; x = x->all_next) {
+        if (x == m) return 1;
+    }
+    return 0;
+}
+
+/* Takes all_mu without blocking while anything is held (a thread in
+ * amm_create or amm_destroy holds it only briefly). */
+static void all_mu_take(void) {
+    while (pthread_mutex_trylock(&all_mu) != 0) sched_yield();
+}
 
 static void fork_prepare(void) {
-    pthread_mutex_lock(&all_mu);
+    atomic_store_explicit(&fork_gate, 1, memory_order_release);
+    all_mu_take();
     amm_manager *held = NULL; /* the lock waited for last time, held */
     for (;;) {
+        if (held && !on_list(held)) { /* destroyed meanwhile (its destroy waits at the gate) */
+            pthread_mutex_unlock(&held->lock);
+            held = NULL;
+        }
         amm_manager *busy = NULL;
         for (amm_manager *m = all_head; m && !busy; m = m->all_next) {
-            if (m != held && pthread_mutex_trylock(&m->lock) != 0) busy = m;
+            if (m != held && !held_by_me(m) && pthread_mutex_trylock(&m->lock) != 0) busy = m;
         }
         if (!busy) {
-            fork_held = 1;
+            tl_locks.fork_held = 1;
             return;
         }
         for (amm_manager *m = all_head; m != busy; m = m->all_next) {
-            if (m != held) amm__unlock(m);
+            if (m != held && !held_by_me(m)) pthread_mutex_unlock(&m->lock);
         }
-        if (held) amm__unlock(held);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += FORK_PATIENCE_S;
-        if (pthread_mutex_timedlock(&busy->lock, &until) != 0) { /* fork without them */
-            pthread_mutex_unlock(&all_mu);
-            return;
-        }
+        if (held) pthread_mutex_unlock(&held->lock);
+        pthread_mutex_unlock(&all_mu);
+        /* wait for the busy one holding nothing; it cannot be freed meanwhile:
+         * amm_destroy takes its lock (through the gate) before it frees it */
+        pthread_mutex_lock(&busy->lock);
         held = busy;
+        all_mu_take();
     }
 }
 
-static void fork_parent(void) {
-    if (!fork_held) return;
-    fork_held = 0;
-    for (amm_manager *m = all_head; m; m = m->all_next) amm__unlock(m);
+static void fork_release(int child) {
+    if (!tl_locks.fork_held) return;
+    tl_locks.fork_held = 0;
+    if (child) amm__trace_forget_all_in_child();
+    for (amm_manager *m = all_head; m; m = m->all_next) {
+        if (child) amm__trace_forget_in_child(m);
+        if (!held_by_me(m)) pthread_mutex_unlock(&m->lock);
+    }
     pthread_mutex_unlock(&all_mu);
+    atomic_store_explicit(&fork_gate, 0, memory_order_release);
 }
 
-static void fork_child(void) {
-    for (amm_manager *m = all_head; m; m = m->all_next) amm__trace_forget_in_child(m);
-    fork_parent();
-}
+static void fork_parent(void) { fork_release(0); }
+static void fork_child(void) { fork_release(1); }
 
 static void fork_register(void) {
     int expected = 0; /* not pthread_once: under the shim, pthread_atfork may call malloc, so amm_create */
@@ -101,22 +149,29 @@ static void fork_register(void) {
 
 __attribute__((constructor)) static void fork_register_early(void) { fork_register(); }
 
+/* Inside a fork handler all_mu and every manager lock are this thread's
+ * already: a manager created there is locked like the others (the release
+ * unlocks it), one destroyed there is unlocked first. */
 static void all_add(amm_manager *m) {
     fork_register(); /* done by the constructor already, unless constructors did not run */
-    pthread_mutex_lock(&all_mu);
+    int in_fork = tl_locks.fork_held;
+    if (!in_fork) pthread_mutex_lock(&all_mu);
+    else pthread_mutex_lock(&m->lock);
     m->all_prev = NULL;
     m->all_next = all_head;
     if (all_head) all_head->all_prev = m;
     all_head = m;
-    pthread_mutex_unlock(&all_mu);
+    if (!in_fork) pthread_mutex_unlock(&all_mu);
 }
 
 static void all_remove(amm_manager *m) {
-    pthread_mutex_lock(&all_mu);
+    int in_fork = tl_locks.fork_held;
+    if (!in_fork) pthread_mutex_lock(&all_mu);
+    else if (!held_by_me(m)) pthread_mutex_unlock(&m->lock);
     if (m->all_prev) m->all_prev->all_next = m->all_next;
     else all_head = m->all_next;
     if (m->all_next) m->all_next->all_prev = m->all_prev;
-    pthread_mutex_unlock(&all_mu);
+    if (!in_fork) pthread_mutex_unlock(&all_mu);
 }
 
 /* ---- creation ---- */

@@ -583,11 +583,22 @@ static void tw_exit_register(void) { atexit(tw_at_exit); }
 /*
  * fork: the child has no flusher thread, and its records would interleave
  * with the parent's in the same destination.  So a child is not traced:
- * manager.c's atfork child handler calls this for every manager, which drops
+ * manager.c's atfork child handler calls these for every tracer the exit
+ * flush knows of and for every manager, which drops
  * the child's copy of the tracer without touching the tracer's mutex (the
  * flusher may have held it at the fork).  The exit list's mutex may have been
  * held too: the child, alone, starts it afresh.
  */
+/* Drops every tracer the exit flush knows of (in the child, after fork). */
+void amm__trace_forget_all_in_child(void) {
+    tw_exit_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    for (size_t i = 0; i < TW_EXIT_SLOTS; i++) {
+        struct amm__tracer *t = tw_exit_list[i];
+        if (t != NULL && t->m->tracer == t) amm__trace_forget_in_child(t->m);
+        tw_exit_list[i] = NULL;
+    }
+}
+
 void amm__trace_forget_in_child(amm_manager *m) {
     struct amm__tracer *t = m->tracer;
     if (t == NULL) return;

@@ -16,6 +16,28 @@
 #define HAMMERS 3
 #define FORKS 30
 
+/* Fork handlers of the program that use amm, registered before amm's own
+ * (constructor priority 101 runs before amm's default-priority one): their
+ * prepare runs after amm's prepare, their child handler before amm's release,
+ * so they call amm while the forking thread holds every manager lock. */
+static amm_manager *_Atomic handler_manager;
+static atomic_int handler_calls;
+
+static void handler_use_amm(void)
+{
+    amm_manager *m = atomic_load(&handler_manager);
+    if (m) {
+        void *p = amm_alloc(m, 40, 0);
+        if (p && amm_free(m, p) == 0)
+            atomic_fetch_add(&handler_calls, 1);
+    }
+}
+
+__attribute__((constructor(101))) static void register_early_handlers(void)
+{
+    pthread_atfork(handler_use_amm, handler_use_amm, handler_use_amm);
+}
+
 typedef struct hammer {
     amm_manager *m;
     atomic_int *stop;
@@ -165,4 +187,155 @@ TEST(fork_while_a_visitor_uses_another_manager)
     EXPECT_FAULTS(&f2, 0);
     amm_destroy(m2);
     amm_destroy(m1);
+}
+
+/* The program's own fork handlers (registered before amm's) allocate through
+ * amm in every phase: prepare, parent and child. */
+TEST(fork_handlers_that_use_amm)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    int children_ok = 0;
+    ASSERT_NOT_NULL(m);
+    atomic_store(&handler_calls, 0);
+    atomic_store(&handler_manager, m);
+    alarm(60);
+    for (int i = 0; i < 5; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            alarm(10);
+            _exit(atomic_load(&handler_calls) == 2 * i + 2 ? 0 : 3); /* this fork's prepare and child */
+        }
+        int status = 0;
+        EXPECT_EQ(waitpid(pid, &status, 0), pid);
+        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    alarm(0);
+    atomic_store(&handler_manager, NULL);
+    EXPECT_EQ(children_ok, 5);
+    EXPECT_EQ(atomic_load(&handler_calls), 10); /* prepare and parent, five times */
+    EXPECT_EQ(amm_check(m), 0);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+/* Eight threads, each keeping its own manager busy: the fork must still get
+ * every lock soon (threads entering amm wait while a fork is prepared). */
+typedef struct own_hammer {
+    amm_manager *m;
+    atomic_int *stop;
+} own_hammer;
+
+static void *own_hammer_main(void *arg)
+{
+    own_hammer *h = (own_hammer *)arg;
+    unsigned n = 0;
+    while (!atomic_load(h->stop)) {
+        void *p = amm_alloc(h->m, 16 + n++ % 500, 0);
+        if (p)
+            amm_free(h->m, p);
+    }
+    return NULL;
+}
+
+TEST(fork_while_eight_managers_are_busy)
+{
+    enum { T = 8 };
+    h_faults f[T];
+    own_hammer h[T];
+    pthread_t th[T];
+    atomic_int stop = 0;
+    int children_ok = 0;
+    for (int t = 0; t < T; t++) {
+        h[t].m = h_new_manager("", &f[t]);
+        h[t].stop = &stop;
+        ASSERT_NOT_NULL(h[t].m);
+        ASSERT_EQ(pthread_create(&th[t], NULL, own_hammer_main, &h[t]), 0);
+    }
+    alarm(60); /* each fork took seconds, or forever, when the locks were retaken as fast as released */
+    for (int i = 0; i < 10; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            alarm(10);
+            int bad = 0;
+            for (int t = 0; t < T; t++) {
+                void *p = amm_alloc(h[t].m, 32, 0);
+                bad += p == NULL || amm_free(h[t].m, p) != 0;
+            }
+            _exit(bad ? 3 : 0);
+        }
+        int status = 0;
+        EXPECT_EQ(waitpid(pid, &status, 0), pid);
+        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    alarm(0);
+    atomic_store(&stop, 1);
+    for (int t = 0; t < T; t++)
+        EXPECT_EQ(pthread_join(th[t], NULL), 0);
+    EXPECT_EQ(children_ok, 10);
+    for (int t = 0; t < T; t++) {
+        EXPECT_FAULTS(&f[t], 0);
+        amm_destroy(h[t].m);
+    }
+}
+
+/* A lock held for a long time (a slow error handler) delays the fork; the
+ * child still finds the manager unlocked. */
+static void slow_handler(const amm_report *r, void *user)
+{
+    (void)r;
+    atomic_store((atomic_int *)user, 1);
+    nanosleep(&(struct timespec){0, 300000000}, NULL); /* 0.3 s inside the handler, lock held */
+}
+
+static atomic_int faulting_may_end;
+
+static void *faulting_main(void *arg)
+{
+    amm_manager *m = (amm_manager *)arg;
+    int local;
+    amm_free(m, &local); /* invalid pointer: the slow handler runs */
+    while (!atomic_load(&faulting_may_end)) /* alive until the child is done (TSan: no finished, */
+        sched_yield();                      /* unjoined thread in the child) */
+    return NULL;
+}
+
+TEST(fork_waits_for_a_slow_error_handler)
+{
+    amm_config cfg;
+    atomic_int in_handler = 0;
+    amm_config_defaults(&cfg);
+    cfg.on_fault = slow_handler;
+    cfg.on_fault_user = &in_handler;
+    amm_manager *m = amm_create(&cfg);
+    pthread_t th;
+    ASSERT_NOT_NULL(m);
+    atomic_store(&faulting_may_end, 0);
+    ASSERT_EQ(pthread_create(&th, NULL, faulting_main, m), 0);
+    while (!atomic_load(&in_handler))
+        sched_yield();
+    alarm(60);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork(); /* waits for the handler to return */
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(10);
+        void *p = amm_alloc(m, 8, 0);
+        _exit(p != NULL && amm_free(m, p) == 0 ? 0 : 3);
+    }
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    alarm(0);
+    atomic_store(&faulting_may_end, 1);
+    EXPECT_EQ(pthread_join(th, NULL), 0);
+    EXPECT_EQ(amm_fault_count(m), 1);
+    amm_destroy(m);
 }

@@ -13,8 +13,10 @@
  *  - Thread safety: every function taking an amm_manager may be called from
  *    any thread concurrently; a manager serialises them with its own lock.
  *    The error handler and the walk visitor run with that lock held and must
- *    not call back into the same manager (nor fork).  fork() is safe: amm
- *    holds every manager's lock across it, so the child finds them unlocked.
+ *    not call back into the same manager.  fork() is safe: amm holds every
+ *    manager's lock across it (waiting for the threads inside amm to leave),
+ *    so the child finds them unlocked; the program's own fork handlers may
+ *    call amm, and a fork from inside a callback keeps that callback's lock.
  *  - A pointer handed in is looked up before it is dereferenced.  A pointer
  *    amm did not hand out is refused with an AMM_ERR_INVALID_POINTER (or
  *    AMM_ERR_INTERIOR_POINTER) report; nothing is written through it.
