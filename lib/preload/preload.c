@@ -28,9 +28,9 @@
  * no-op).  A re-entrant call therefore never takes the manager's lock twice.
  * dlsym is not used (it calls calloc itself): nothing is forwarded to glibc.
  *
- * fork: amm holds every manager's lock across fork, and the shim its site
- * table's lock, so the child never inherits one taken by a thread that does
- * not exist there.
+ * fork: amm holds every manager's lock across fork, so the child never
+ * inherits one taken by a thread that does not exist there; the shim's site
+ * table lock is only ever trylocked, and started afresh in the child.
  *
  * Reports: amm's one-line format (amm_report_format), written to fd 2 with
  * write(2) rather than through stdio: no stdio lock is taken while the
@@ -166,19 +166,15 @@ static void shim_report(const amm_report *r, void *user) {
 
 static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER; /* see "Allocation sites" */
 
-/* fork: the site table's lock is held across it, so the child never inherits
- * it taken (amm itself does the same for every manager's lock).  site_lock is
- * never held together with an amm lock (site_add calls nothing of amm's, and
- * amm's report path nothing of the site table's), so the order in which the
- * two prepare handlers take theirs does not matter. */
-static void fork_prepare(void) { pthread_mutex_lock(&site_lock); }
-static void fork_release(void) { pthread_mutex_unlock(&site_lock); } /* parent and child alike */
+/* fork: site_lock is never held across fork (a library's fork handler that
+ * runs on the forking thread may call malloc from a new PC, so site_add).
+ * site_add only ever trylocks it: a PC that meets it busy goes without a
+ * site this once and is named at a later call.  The child, alone, starts the
+ * lock afresh, in case another thread held it at the fork. */
+static void site_lock_reset(void) { site_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; }
 
-/* Registered when the shim is loaded, before the program registers its own
- * handlers: so this prepare runs after the program's, and this release before
- * the program's parent and child handlers, which may well call malloc. */
 __attribute__((constructor)) static void shim_fork_init(void) {
-    if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+    if (pthread_atfork(NULL, NULL, site_lock_reset) != 0)
         shim_die("amm-preload: pthread_atfork failed; aborting\n");
 }
 
@@ -239,7 +235,7 @@ static void shim_leave(void) { shim_depth--; }
  * and snprintf-free formatting into a stack buffer, with no lock held (not
  * amm's, not site_lock: dladdr takes the loader's lock, and a thread holding
  * that may be in malloc, waiting for one of ours), then inserts under
- * site_lock (re-probing: another thread may have won).  The strings live in
+ * site_lock, taken with trylock (re-probing: another thread may have won).  The strings live in
  * one mmap'd bump arena that is never freed, so they outlive the manager as
  * amm_site.file must.  When the table or the arena is full, new PCs get no
  * site (and no more dladdr calls).  Callers hold the shim's depth count, so a
@@ -335,7 +331,7 @@ static const char *site_insert_locked(uintptr_t pc, const char *name, size_t siz
 static __attribute__((noinline, cold)) const char *site_add(uintptr_t pc) {
     char name[SITE_NAME_MAX];
     size_t len = site_format(pc, name, sizeof name);
-    pthread_mutex_lock(&site_lock);
+    if (pthread_mutex_trylock(&site_lock) != 0) return NULL; /* see "fork" above */
     const char *s = site_find(pc);
     if (!s) s = site_insert_locked(pc, name, len + 1);
     pthread_mutex_unlock(&site_lock);
