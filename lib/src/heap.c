@@ -205,6 +205,13 @@ static void purge_dirty(amm_manager *m) {
 static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
     unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = c->flags & AMM__CHUNK_AGED;
     c->state = AMM_BLOCK_FREE;
+    if (freed) { /* an idle (aged) neighbour is purged before bytes in use join it and make it young */
+        amm__block *n = c->next_phys, *p = c->prev_phys;
+        if (n && n->state == AMM_BLOCK_FREE && (n->flags & AMM__CHUNK_AGED) && (n->flags & AMM__CHUNK_DIRTY))
+            purge_chunk(m, n);
+        if (p && p->state == AMM_BLOCK_FREE && (p->flags & AMM__CHUNK_AGED) && (p->flags & AMM__CHUNK_DIRTY))
+            purge_chunk(m, p);
+    }
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
         clean &= c->next_phys->flags;
         aged |= c->next_phys->flags & AMM__CHUNK_AGED;
@@ -222,8 +229,11 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
     c->flags = (uint8_t)clean;
     free_insert(m, c);
     if (!clean && m->cfg.purge && c->raw_size >= m->cfg.purge) {
-        /* a span that keeps growing by merges keeps the age of its oldest dirty part */
-        dirty_push(m, c, aged);
+        /* bytes freed just now make the span young: they are in use (purging
+         * them would fault the same pages in again at once), and an idle
+         * neighbour was purged above; merges of free bytes alone keep the age
+         * of the oldest part */
+        dirty_push(m, c, freed ? 0u : aged);
         m->purge_dirty += freed;
         size_t batch = purge_batch(m);
         if (m->purge_dirty >= batch) {
