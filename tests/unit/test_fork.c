@@ -56,11 +56,44 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
-/* The child: the manager works, checks clean, and goes away. */
-static int child_main(amm_manager *m, amm_manager *other)
+/* Forks n children one after the other; child i runs child(arg, i) under a
+ * 10 s alarm (a lock inherited taken hangs it: SIGALRM fails it) and exits
+ * with what it returns.  The parent's side is bounded by a 60 s alarm (a
+ * deadlock in fork itself fails the test).  Returns how many exited 0. */
+typedef int (*child_fn)(void *arg, int i);
+
+static int fork_children(int n, child_fn child, void *arg)
 {
-    alarm(10); /* a lock inherited taken would hang here: SIGALRM fails the test */
+    int ok = 0;
+    alarm(60);
+    for (int i = 0; i < n; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            alarm(10);
+            _exit(child(arg, i));
+        }
+        int status = 0;
+        if (waitpid(pid, &status, 0) != pid)
+            break;
+        if (WIFSIGNALED(status))
+            printf("    child %d killed by signal %d (%s)\n", i, WTERMSIG(status),
+                   WTERMSIG(status) == SIGALRM ? "it hung" : "it crashed");
+        ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    alarm(0);
+    return ok;
+}
+
+/* The child: both managers work, check clean, and go away. */
+static int child_main(void *arg, int i)
+{
+    amm_manager **ms = (amm_manager **)arg, *m = ms[0], *other = ms[1];
     int bad = 0;
+    (void)i;
     for (int i = 0; i < 500; i++) {
         void *p = amm_alloc(m, (size_t)(i % 300) + 1, 0);
         void *q = amm_alloc(other, 32, 0);
@@ -83,27 +116,15 @@ TEST(fork_while_threads_allocate)
     atomic_int stop = 0;
     pthread_t th[HAMMERS];
     hammer h[HAMMERS];
-    int children_ok = 0;
+    amm_manager *both[2] = {m, other};
+    int children_ok;
     ASSERT_NOT_NULL(m);
     ASSERT_NOT_NULL(other);
     for (int t = 0; t < HAMMERS; t++) {
         h[t] = (hammer){m, &stop, t};
         ASSERT_EQ(pthread_create(&th[t], NULL, hammer_main, &h[t]), 0);
     }
-    for (int i = 0; i < FORKS; i++) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        ASSERT_GE(pid, 0);
-        if (pid == 0)
-            _exit(child_main(m, other));
-        int status = 0;
-        EXPECT_EQ(waitpid(pid, &status, 0), pid);
-        if (WIFSIGNALED(status))
-            printf("    child %d killed by signal %d (%s)\n", i, WTERMSIG(status),
-                   WTERMSIG(status) == SIGALRM ? "it hung" : "it crashed");
-        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
+    children_ok = fork_children(FORKS, child_main, both);
     atomic_store(&stop, 1);
     for (int t = 0; t < HAMMERS; t++)
         EXPECT_EQ(pthread_join(th[t], NULL), 0);
@@ -153,30 +174,14 @@ TEST(fork_while_a_visitor_uses_another_manager)
     cross_ctx c = {m1, m2, &stop, 0};
     pthread_t walker;
     void *keep[32];
-    int children_ok = 0;
+    amm_manager *both[2] = {m1, m2};
+    int children_ok;
     ASSERT_NOT_NULL(m1);
     ASSERT_NOT_NULL(m2);
     for (int i = 0; i < 32; i++)
         ASSERT_NOT_NULL(keep[i] = amm_alloc(m1, 40, 0));
     ASSERT_EQ(pthread_create(&walker, NULL, walker_main, &c), 0);
-    alarm(60);
-    for (int i = 0; i < 20; i++) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        ASSERT_GE(pid, 0);
-        if (pid == 0) {
-            alarm(10);
-            void *p = amm_alloc(m1, 8, 0), *q = amm_alloc(m2, 8, 0);
-            int bad = p == NULL || q == NULL || amm_free(m1, p) != 0 || amm_free(m2, q) != 0 ||
-                      amm_check(m1) != 0 || amm_check(m2) != 0;
-            _exit(bad ? 3 : 0);
-        }
-        int status = 0;
-        EXPECT_EQ(waitpid(pid, &status, 0), pid);
-        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
-    alarm(0);
+    children_ok = fork_children(20, child_main, both);
     atomic_store(&stop, 1);
     EXPECT_EQ(pthread_join(walker, NULL), 0);
     EXPECT_EQ(children_ok, 20);
@@ -191,29 +196,21 @@ TEST(fork_while_a_visitor_uses_another_manager)
 
 /* The program's own fork handlers (registered before amm's) allocate through
  * amm in every phase: prepare, parent and child. */
+static int handler_child(void *arg, int i)
+{
+    (void)arg;
+    return atomic_load(&handler_calls) == 2 * i + 2 ? 0 : 3; /* the prepares, parents, and this child */
+}
+
 TEST(fork_handlers_that_use_amm)
 {
     h_faults f;
     amm_manager *m = h_new_manager("", &f);
-    int children_ok = 0;
+    int children_ok;
     ASSERT_NOT_NULL(m);
     atomic_store(&handler_calls, 0);
     atomic_store(&handler_manager, m);
-    alarm(60);
-    for (int i = 0; i < 5; i++) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        ASSERT_GE(pid, 0);
-        if (pid == 0) {
-            alarm(10);
-            _exit(atomic_load(&handler_calls) == 2 * i + 2 ? 0 : 3); /* this fork's prepare and child */
-        }
-        int status = 0;
-        EXPECT_EQ(waitpid(pid, &status, 0), pid);
-        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
-    alarm(0);
+    children_ok = fork_children(5, handler_child, NULL);
     atomic_store(&handler_manager, NULL);
     EXPECT_EQ(children_ok, 5);
     EXPECT_EQ(atomic_load(&handler_calls), 10); /* prepare and parent, five times */
@@ -241,40 +238,36 @@ static void *own_hammer_main(void *arg)
     return NULL;
 }
 
+enum { BUSY = 8 };
+
+static int busy_child(void *arg, int i)
+{
+    own_hammer *h = (own_hammer *)arg;
+    int bad = 0;
+    (void)i;
+    for (int t = 0; t < BUSY; t++) {
+        void *p = amm_alloc(h[t].m, 32, 0);
+        bad += p == NULL || amm_free(h[t].m, p) != 0;
+    }
+    return bad ? 3 : 0;
+}
+
 TEST(fork_while_eight_managers_are_busy)
 {
-    enum { T = 8 };
+    enum { T = BUSY };
     h_faults f[T];
     own_hammer h[T];
     pthread_t th[T];
     atomic_int stop = 0;
-    int children_ok = 0;
+    int children_ok;
     for (int t = 0; t < T; t++) {
         h[t].m = h_new_manager("", &f[t]);
         h[t].stop = &stop;
         ASSERT_NOT_NULL(h[t].m);
         ASSERT_EQ(pthread_create(&th[t], NULL, own_hammer_main, &h[t]), 0);
     }
-    alarm(60); /* each fork took seconds, or forever, when the locks were retaken as fast as released */
-    for (int i = 0; i < 10; i++) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        ASSERT_GE(pid, 0);
-        if (pid == 0) {
-            alarm(10);
-            int bad = 0;
-            for (int t = 0; t < T; t++) {
-                void *p = amm_alloc(h[t].m, 32, 0);
-                bad += p == NULL || amm_free(h[t].m, p) != 0;
-            }
-            _exit(bad ? 3 : 0);
-        }
-        int status = 0;
-        EXPECT_EQ(waitpid(pid, &status, 0), pid);
-        children_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
-    alarm(0);
+    /* each fork took seconds, or forever, when the locks were retaken as fast as released */
+    children_ok = fork_children(10, busy_child, h);
     atomic_store(&stop, 1);
     for (int t = 0; t < T; t++)
         EXPECT_EQ(pthread_join(th[t], NULL), 0);
@@ -306,6 +299,14 @@ static void *faulting_main(void *arg)
     return NULL;
 }
 
+static int one_alloc_child(void *arg, int i)
+{
+    amm_manager *m = (amm_manager *)arg;
+    void *p = amm_alloc(m, 8, 0);
+    (void)i;
+    return p != NULL && amm_free(m, p) == 0 ? 0 : 3;
+}
+
 TEST(fork_waits_for_a_slow_error_handler)
 {
     amm_config cfg;
@@ -320,20 +321,7 @@ TEST(fork_waits_for_a_slow_error_handler)
     ASSERT_EQ(pthread_create(&th, NULL, faulting_main, m), 0);
     while (!atomic_load(&in_handler))
         sched_yield();
-    alarm(60);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork(); /* waits for the handler to return */
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        alarm(10);
-        void *p = amm_alloc(m, 8, 0);
-        _exit(p != NULL && amm_free(m, p) == 0 ? 0 : 3);
-    }
-    int status = 0;
-    EXPECT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    alarm(0);
+    EXPECT_EQ(fork_children(1, one_alloc_child, m), 1); /* the fork waits for the handler to return */
     atomic_store(&faulting_may_end, 1);
     EXPECT_EQ(pthread_join(th, NULL), 0);
     EXPECT_EQ(amm_fault_count(m), 1);
