@@ -19,9 +19,9 @@
 #include "internal.h"
 #include "sanitize.h"
 
-/* Canary bytes have the high bit set, so no ASCII byte and no small integer
- * ever matches one: a string or a count written past the end is always
- * caught.  0xFF (-1) and the two fill bytes are left out too. */
+/* Canary bytes have the high bit set, so no byte 0-127 (ASCII, a small
+ * non-negative count) ever matches one: a string or a count written past the
+ * end is always caught.  0xFF (-1) and the two fill bytes are left out too. */
 static int bad_pattern_byte(uint8_t v) {
     return v < 0x80 || v == 0xFF || v == AMM_FILL_NEW || v == AMM_FILL_FREED;
 }

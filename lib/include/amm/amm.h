@@ -44,7 +44,8 @@ extern "C" {
 /* Fill patterns: every new block's user bytes, and every freed block's bytes
  * while it sits in quarantine (with the fill option on).  Canary bytes are
  * derived from a per-manager secret, always in 0x80-0xFE and never equal
- * these: no ASCII byte or small integer written past a block matches one. */
+ * these: no byte 0-127 (ASCII, small non-negative integers) written past a
+ * block matches one. */
 #define AMM_FILL_NEW 0xAAu
 #define AMM_FILL_FREED 0xDDu
 
