@@ -51,7 +51,7 @@ typedef struct amm__thread_locks {
 } amm__thread_locks;
 
 static _Thread_local amm__thread_locks tl_locks __attribute__((tls_model("initial-exec")));
-static atomic_int fork_gate; /* a fork is being prepared */
+static atomic_int fork_gate; /* forks being prepared (two threads may fork at once) */
 
 void amm__lock(amm_manager *m) {
     amm__thread_locks *t = &tl_locks;
@@ -97,7 +97,7 @@ static void all_mu_take(void) {
 }
 
 static void fork_prepare(void) {
-    atomic_store_explicit(&fork_gate, 1, memory_order_release);
+    atomic_fetch_add_explicit(&fork_gate, 1, memory_order_acq_rel);
     all_mu_take();
     amm_manager *held = NULL; /* the lock waited for last time, held */
     for (;;) {
@@ -135,7 +135,8 @@ static void fork_release(int child) {
         if (!held_by_me(m)) pthread_mutex_unlock(&m->lock);
     }
     pthread_mutex_unlock(&all_mu);
-    atomic_store_explicit(&fork_gate, 0, memory_order_release);
+    if (child) atomic_store_explicit(&fork_gate, 0, memory_order_release); /* no other fork goes on there */
+    else atomic_fetch_sub_explicit(&fork_gate, 1, memory_order_acq_rel);
 }
 
 static void fork_parent(void) { fork_release(0); }
