@@ -142,9 +142,12 @@ static void absorb_next(amm_manager *m, amm__block *c) {
  * AMM__CHUNK_AGED is the age, and it stays with the bytes: a chunk taken off
  * its list keeps it, so what is left of an aged span after an allocation
  * carves the front off it is still aged (the rest was not touched), and a
- * span that grows by merges keeps the age of its oldest part.  A chunk is
- * listed (AMM__CHUNK_DIRTY) only while it is free, and on the aged list
- * exactly when its AGED bit is set. */
+ * span that grows by merging free chunks keeps the age of its oldest part.
+ * Bytes just freed make a span young (they are in use: purging them would
+ * only fault them in again); an aged neighbour they join is purged first, so
+ * the idle part of a span in use still goes back.  A chunk is listed
+ * (AMM__CHUNK_DIRTY) only while it is free, and on the aged list exactly when
+ * its AGED bit is set. */
 
 /* Takes c off its dirty list; it keeps its age. */
 static void dirty_unlink(amm_manager *m, amm__block *c) {
