@@ -608,6 +608,19 @@ static inline int h_block_info(amm_manager *m, const void *ptr, amm_block_info *
 /* Capturing stderr or stdout (to check printed lines)                      */
 /* ------------------------------------------------------------------------ */
 
+/* Reads what was written to the temporary file f back into buf (NUL-terminated,
+ * cut to len - 1 bytes) and closes f.  Returns the bytes read. */
+static inline size_t h_read_back(FILE *f, char *buf, size_t len)
+{
+    size_t n;
+    rewind(f);
+    n = len ? fread(buf, 1, len - 1, f) : 0;
+    if (len)
+        buf[n] = '\0';
+    fclose(f);
+    return n;
+}
+
 typedef struct h_capture {
     FILE *tmp;
     int saved;
@@ -638,17 +651,11 @@ static inline int h_capture_begin(h_capture *c) { return h_capture_begin_fd(c, S
 /* Restores the descriptor and copies what was written (NUL-terminated) into buf. */
 static inline size_t h_capture_end(h_capture *c, char *buf, size_t len)
 {
-    size_t n;
     fflush(stdout);
     fflush(stderr);
     dup2(c->saved, c->fd);
     close(c->saved);
-    rewind(c->tmp);
-    n = len ? fread(buf, 1, len - 1, c->tmp) : 0;
-    if (len)
-        buf[n] = '\0';
-    fclose(c->tmp);
-    return n;
+    return h_read_back(c->tmp, buf, len);
 }
 
 /* ------------------------------------------------------------------------ */

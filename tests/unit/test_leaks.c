@@ -10,16 +10,13 @@
 static size_t report_text(amm_manager *m, size_t max_sites, char *buf, size_t len)
 {
     FILE *tmp = tmpfile();
-    size_t live, n;
+    size_t live;
     if (!tmp) {
         buf[0] = '\0';
         return (size_t)-1;
     }
     live = amm_leak_report(m, tmp, max_sites);
-    rewind(tmp);
-    n = fread(buf, 1, len - 1, tmp);
-    buf[n] = '\0';
-    fclose(tmp);
+    h_read_back(tmp, buf, len);
     return live;
 }
 

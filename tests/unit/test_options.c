@@ -221,13 +221,9 @@ TEST(help_lists_every_option)
 {
     FILE *tmp = tmpfile();
     char text[8192];
-    size_t n;
     ASSERT_NOT_NULL(tmp);
     amm_options_print_help(tmp);
-    rewind(tmp);
-    n = fread(text, 1, sizeof text - 1, tmp);
-    text[n] = '\0';
-    fclose(tmp);
+    h_read_back(tmp, text, sizeof text);
 #define X(field, tag, def, lo, hi, help) EXPECT_CONTAINS(text, #field);
     AMM_OPTIONS_TABLE(X)
 #undef X

@@ -543,15 +543,10 @@ TEST(defragment_reports_before_and_after)
 static size_t print_to_text(amm_manager *m, char *text, size_t len)
 {
     FILE *tmp = tmpfile();
-    size_t n;
     text[0] = '\0';
     if (!tmp) return 0;
     amm_print(m, tmp);
-    rewind(tmp);
-    n = fread(text, 1, len - 1, tmp);
-    text[n] = '\0';
-    fclose(tmp);
-    return n;
+    return h_read_back(tmp, text, len);
 }
 
 TEST(print_names_blocks_and_pools)
@@ -742,6 +737,17 @@ TEST(purge_reaches_gaps_and_carved_spans)
     amm_destroy(m);
 }
 
+/* rounds of alloc, touch, free of 128 KiB. */
+static void churn_128k(amm_manager *m, int rounds)
+{
+    for (int k = 0; k < rounds; k++) {
+        unsigned char *p = amm_alloc(m, 128 << 10, 0);
+        ASSERT_NOT_NULL(p);
+        memset(p, k, 128 << 10);
+        EXPECT_EQ(amm_free(m, p), 0);
+    }
+}
+
 /* A span in constant use is never purged: 300 rounds of alloc, touch, free
  * of 128 KiB, with a purge batch ending at nearly every free, must not fault
  * the block's 32 pages in again round after round. */
@@ -758,19 +764,9 @@ TEST(span_in_use_is_not_purged)
     m = h_new_manager("purge=8K,purge_delay=0,quarantine=0,quarantine_blocks=0", &f);
     pin = amm_alloc(m, 16, 0);
     ASSERT_NOT_NULL(pin);
-    for (int warm = 0; warm < 3; warm++) {
-        unsigned char *p = amm_alloc(m, 128 << 10, 0);
-        ASSERT_NOT_NULL(p);
-        memset(p, warm, 128 << 10);
-        EXPECT_EQ(amm_free(m, p), 0);
-    }
+    churn_128k(m, 3); /* warm: the span's pages are in */
     getrusage(RUSAGE_SELF, &before);
-    for (int k = 0; k < 300; k++) {
-        unsigned char *p = amm_alloc(m, 128 << 10, 0);
-        ASSERT_NOT_NULL(p);
-        memset(p, k, 128 << 10);
-        EXPECT_EQ(amm_free(m, p), 0);
-    }
+    churn_128k(m, 300);
     getrusage(RUSAGE_SELF, &after);
     printf("    %ld minor faults in 300 rounds\n", after.ru_minflt - before.ru_minflt);
     EXPECT_LT(after.ru_minflt - before.ru_minflt, 300); /* purged every round: 32 a round */
