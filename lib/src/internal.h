@@ -289,6 +289,9 @@ static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; 
 static inline unsigned amm__log2(size_t v) { return v ? (unsigned)(63 - __builtin_clzll((unsigned long long)v)) : 0; }
 
 /* ---- report.c ---- */
+/* A site as printouts name it: base name, ":LINE" when line > 0; "-" for none. */
+#define AMM__SITE_TEXT 300
+int amm__site_format(char *buf, size_t len, const char *file, int line);
 /* Fills in what it can from b (may be NULL), counts the fault, traces it and calls the handler. */
 void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm__block *b,
                 const char *operation, const char *detail, long long offset, size_t bytes,

@@ -67,17 +67,12 @@ static void heap_sort(leak_site *v, size_t n, leak_cmp cmp) {
     }
 }
 
-static const char *base_name(const char *f) {
-    const char *s = strrchr(f, '/');
-    return s ? s + 1 : f;
-}
-
 static void print_site(FILE *out, const leak_site *s) {
     fprintf(out, "amm: leak: %zu byte%s in %zu block%s allocated at ", s->bytes, s->bytes == 1 ? "" : "s", s->blocks,
             s->blocks == 1 ? "" : "s");
-    if (!s->file) fputs("an unknown site\n", out);
-    else if (s->line > 0) fprintf(out, "%s:%d\n", base_name(s->file), s->line);
-    else fprintf(out, "%s\n", base_name(s->file));
+    char site[AMM__SITE_TEXT];
+    amm__site_format(site, sizeof site, s->file, s->line);
+    fprintf(out, "%s\n", s->file ? site : "an unknown site");
 }
 
 size_t amm_leak_report(amm_manager *m, FILE *out, size_t max_sites) {

@@ -25,6 +25,14 @@ static const char *base_name(const char *path) {
     return slash ? slash + 1 : path;
 }
 
+/* A site as every printout names it: the file's base name, then ":LINE" when
+ * a line is known (line 0: the LD_PRELOAD shim's sites, names without one). */
+int amm__site_format(char *buf, size_t len, const char *file, int line) {
+    if (!file) return snprintf(buf, len, "-");
+    if (line > 0) return snprintf(buf, len, "%s:%d", base_name(file), line);
+    return snprintf(buf, len, "%s", base_name(file));
+}
+
 /* Appends with snprintf semantics: *n counts what would have been written. */
 static void put(char *buf, size_t len, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void put(char *buf, size_t len, size_t *n, const char *fmt, ...) {
@@ -36,13 +44,13 @@ static void put(char *buf, size_t len, size_t *n, const char *fmt, ...) {
     if (k > 0) *n += (size_t)k;
 }
 
-/* " allocated at FILE:LINE" where the block's site is known, else "";
- * a line of 0 (no line known: the LD_PRELOAD shim's sites) prints FILE alone. */
+/* " allocated at SITE" where the block's site is known, else "". */
 static void site_words(const amm_report *r, char *out, size_t len) {
-    const amm_site *s = &r->alloc_site;
+    static const char lead[] = " allocated at ";
     out[0] = '\0';
-    if (s->file && s->line > 0) snprintf(out, len, " allocated at %s:%d", base_name(s->file), s->line);
-    else if (s->file) snprintf(out, len, " allocated at %s", base_name(s->file));
+    if (!r->alloc_site.file || len < sizeof lead) return;
+    memcpy(out, lead, sizeof lead);
+    amm__site_format(out + sizeof lead - 1, len - (sizeof lead - 1), r->alloc_site.file, r->alloc_site.line);
 }
 
 static void describe(const amm_report *r, char *buf, size_t len, size_t *n) {
@@ -115,8 +123,11 @@ int amm_report_format(const amm_report *r, char *buf, size_t len) {
     }
     if (r->operation) {
         put(buf, len, &n, " (detected in %s", r->operation);
-        if (r->op_site.file) put(buf, len, &n, " at %s", base_name(r->op_site.file));
-        if (r->op_site.file && r->op_site.line > 0) put(buf, len, &n, ":%d", r->op_site.line);
+        if (r->op_site.file) {
+            char site[AMM__SITE_TEXT];
+            amm__site_format(site, sizeof site, r->op_site.file, r->op_site.line);
+            put(buf, len, &n, " at %s", site);
+        }
         put(buf, len, &n, ")");
     }
     return n > INT32_MAX ? INT32_MAX : (int)n;

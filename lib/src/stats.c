@@ -211,19 +211,15 @@ static const char *state_name(amm_block_state s) {
     return s == AMM_BLOCK_LIVE ? "live" : s == AMM_BLOCK_QUARANTINED ? "quarantined" : "free";
 }
 
-static const char *site_base(const char *f) {
-    const char *s = f ? strrchr(f, '/') : NULL;
-    return s ? s + 1 : f;
-}
 
 static int print_one(const amm_block_info *b, void *user) {
     FILE *out = user;
     if (b->state == AMM_BLOCK_FREE) return 0;
     fprintf(out, "  %-18p %10zu %6zu %4u  %-5s %-11s %-7s ", b->user, b->size, b->alignment, b->refcount,
             origin_name(b->origin), state_name(b->state), b->canary_ok ? "ok" : "DAMAGED");
-    if (b->site.file && b->site.line > 0) fprintf(out, "%s:%d\n", site_base(b->site.file), b->site.line);
-    else if (b->site.file) fprintf(out, "%s\n", site_base(b->site.file)); /* line 0: no line known */
-    else fprintf(out, "-\n");
+    char site[AMM__SITE_TEXT];
+    amm__site_format(site, sizeof site, b->site.file, b->site.line);
+    fprintf(out, "%s\n", site);
     return 0;
 }
 
