@@ -117,7 +117,7 @@ static void open_guards(const amm__block *b) {
 }
 
 void amm__guard_write(const amm_manager *m, const amm__block *b) {
-    if (b->raw == b->user && b->user + b->size == b->raw + b->raw_size) return; /* no guard bytes at all */
+    if (!amm__has_guards(b)) return;
     open_guards(b);
     amm__canary_fill(m, b->raw, b->user);
     amm__canary_fill(m, b->user + b->size, b->raw + b->raw_size);
@@ -134,7 +134,7 @@ int amm__guard_intact(const amm_manager *m, const amm__block *b) {
 
 size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, const char *file, int line) {
     size_t problems = 0;
-    if (b->raw == b->user && b->user + b->size == b->raw + b->raw_size) return 0; /* no guard bytes at all */
+    if (!amm__has_guards(b)) return 0;
     uintptr_t fs = b->raw, end = b->raw + b->raw_size, uend = b->user + b->size;
     open_guards(b);
     uintptr_t first = amm__canary_first_bad(m, fs, b->user);
@@ -215,7 +215,7 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p) {
 
 void amm__quarantine_push(amm_manager *m, amm__block *b) {
     amm__san_free(b->user, b->size);
-    if (m->cfg.quarantine == 0 || m->cfg.quarantine_blocks == 0 || b->raw_size > m->cfg.quarantine) {
+    if (!amm__quarantines(m, b)) {
         amm__release_block(m, b);
         return;
     }

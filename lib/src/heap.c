@@ -202,6 +202,22 @@ static void purge_dirty(amm_manager *m) {
     m->purge_dirty = 0;
 }
 
+/* freed bytes went back into the heap: a purge batch may be complete. */
+static void purge_tick(amm_manager *m, size_t freed) {
+    m->purge_dirty += freed;
+    size_t batch = purge_batch(m);
+    if (m->purge_dirty >= batch) {
+        /* a batch ends no sooner than purge_delay ms after the last one */
+        uint64_t now = amm__os_now_ns();
+        if (now - m->purge_last_ns >= (uint64_t)m->cfg.purge_delay * 1000000u) {
+            purge_dirty(m);
+            m->purge_last_ns = now;
+        } else {
+            m->purge_dirty = batch - batch / 8; /* look at the clock again an eighth of a batch later */
+        }
+    }
+}
+
 /* Frees chunk c (not on a list): merges it with free neighbours, lists the
  * result.  The result is clean only if every part was.  freed: how many of
  * c's bytes were in use until now (they count toward the purge batch). */
@@ -237,18 +253,7 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
          * neighbour was purged above; merges of free bytes alone keep the age
          * of the oldest part */
         dirty_push(m, c, freed ? 0u : aged);
-        m->purge_dirty += freed;
-        size_t batch = purge_batch(m);
-        if (m->purge_dirty >= batch) {
-            /* a batch ends no sooner than purge_delay ms after the last one */
-            uint64_t now = amm__os_now_ns();
-            if (now - m->purge_last_ns >= (uint64_t)m->cfg.purge_delay * 1000000u) {
-                purge_dirty(m);
-                m->purge_last_ns = now;
-            } else {
-                m->purge_dirty = batch - batch / 8; /* look at the clock again an eighth of a batch later */
-            }
-        }
+        purge_tick(m, freed);
     }
 }
 
@@ -272,11 +277,6 @@ static void trim_tail(amm_manager *m, amm__block *c, size_t keep, int was_used) 
     else free_chunk(m, t, 0);
 }
 
-size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
-    if (size > SIZE_MAX / 2) return SIZE_MAX;
-    size_t need = m->front + amm__align_up(size + m->canary, AMM__GRANULE);
-    return need < AMM__GRANULE ? AMM__GRANULE : need;
-}
 
 /* ---- regions ---- */
 
@@ -351,11 +351,96 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
     return c;
 }
 
+/* ---- reuse lists ----
+ *
+ * A freed chunk of at most AMM__REUSE_CHUNK_MAX bytes is kept whole (state
+ * AMM__BINNED) on the list of its exact size, up to cfg.reuse bytes in all,
+ * instead of going back to the free lists: the next request of that size
+ * takes it back without a split, a merge or a registry update (like
+ * mimalloc's free lists and glibc's tcache, but under the manager's lock).
+ * A kept chunk keeps its registry entry, user pointer, size and site, so a
+ * second free of it is still a double free that names the block; to the
+ * outside (walk, stats) it is free space.  Compaction, release, destroy and
+ * a request the free lists cannot meet put every kept chunk back first. */
+
+/* Keeps b (heap, just out of use, still in the registry) for reuse; 0 if there is no room. */
+static int reuse_keep(amm_manager *m, amm__block *b) {
+    if (b->raw_size > AMM__REUSE_CHUNK_MAX || m->reuse_bytes + b->raw_size > m->cfg.reuse) return 0;
+    amm__san_freed(b->raw, b->raw_size);
+    b->state = AMM__BINNED;
+    b->flags = 0;
+    b->refcount = 0;
+    size_t cls = b->raw_size / AMM__GRANULE;
+    b->prev_free = NULL;
+    b->next_free = m->reuse[cls];
+    if (b->next_free) b->next_free->prev_free = b;
+    m->reuse[cls] = b;
+    m->reuse_blocks++;
+    m->reuse_bytes += b->raw_size;
+    m->heap_free_bytes += b->raw_size;
+    if (m->cfg.purge) purge_tick(m, b->raw_size); /* bytes freed: they move the purge clock as any free does */
+    return 1;
+}
+
+/* Takes kept chunk c off its list; its bytes are no longer counted free. */
+static void reuse_unlink(amm_manager *m, amm__block *c) {
+    if (c->prev_free) c->prev_free->next_free = c->next_free;
+    else m->reuse[c->raw_size / AMM__GRANULE] = c->next_free;
+    if (c->next_free) c->next_free->prev_free = c->prev_free;
+    c->prev_free = c->next_free = NULL;
+    m->reuse_blocks--;
+    m->reuse_bytes -= c->raw_size;
+    m->heap_free_bytes -= c->raw_size;
+}
+
+/* A kept chunk of exactly need bytes, off its list, or NULL. */
+static amm__block *reuse_take(amm_manager *m, size_t need) {
+    size_t cls = need / AMM__GRANULE;
+    amm__block *c = m->reuse[cls];
+    if (!c) return NULL; /* exact sizes only: a granule of slack on a 48-byte chunk would be a third more */
+    reuse_unlink(m, c);
+    return c;
+}
+
+/* Kept chunk c becomes an ordinary free chunk (merged with free neighbours). */
+static void reuse_free(amm_manager *m, amm__block *c) {
+    reuse_unlink(m, c);
+    amm__registry_del(m, c->user);
+    c->user = 0;
+    c->size = 0;
+    c->flags = 0;
+    free_chunk(m, c, c->raw_size); /* its bytes were in use until it was kept */
+}
+
+void amm__heap_unbin(amm_manager *m) {
+    for (size_t cls = 0; cls < AMM__REUSE_CLASSES; cls++) {
+        while (m->reuse[cls]) reuse_free(m, m->reuse[cls]);
+    }
+}
+
+amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align) {
+    if (size > AMM__REUSE_CHUNK_MAX || align > AMM__GRANULE) return NULL;
+    size_t need = amm__heap_chunk_need(m, size);
+    amm__block *c = need <= AMM__REUSE_CHUNK_MAX ? reuse_take(m, need) : NULL;
+    if (!c) return NULL;
+    /* the user pointer of a heap chunk is always raw + front: the registry key stands */
+    c->region->used_chunks++;
+    c->region->used_bytes += c->raw_size;
+    amm__block_set_live(m, c, c->user, size, align);
+    return c;
+}
+
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
     size_t need = amm__heap_chunk_need(m, size);
     size_t extra = align > AMM__GRANULE ? align - AMM__GRANULE : 0;
     if (need > SIZE_MAX / 4 || extra > SIZE_MAX / 4) return NULL;
-    amm__block *c = free_take(m, need + extra);
+    amm__block *c = m->reuse_blocks ? amm__heap_reuse_alloc(m, size, align) : NULL;
+    if (c) return c;
+    c = free_take(m, need + extra);
+    if (!c && m->reuse_blocks) { /* kept chunks may merge into a span that fits */
+        amm__heap_unbin(m);
+        c = free_take(m, need + extra);
+    }
     if (!c) {
         if (!region_new(m, need + extra)) return NULL;
         c = free_take(m, need + extra);
@@ -375,9 +460,10 @@ amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
 }
 
 void amm__heap_release(amm_manager *m, amm__block *b) {
-    amm__registry_del(m, b->user);
     b->region->used_chunks--;
     b->region->used_bytes -= b->raw_size;
+    if (reuse_keep(m, b)) return;
+    amm__registry_del(m, b->user);
     b->user = 0;
     b->size = 0;
     b->refcount = 0;
@@ -389,6 +475,10 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
     if (need == SIZE_MAX) return -1;
     if (need > b->raw_size) {
         amm__block *n = b->next_phys;
+        if (n && n->state == AMM__BINNED) { /* a kept neighbour is free space a block may grow into */
+            reuse_free(m, n);
+            n = b->next_phys;
+        }
         if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
         free_remove(m, n);
         uint8_t keep = b->flags, clean = n->flags & (AMM__CHUNK_CLEAN | AMM__CHUNK_AGED);
@@ -419,6 +509,7 @@ size_t amm__heap_largest_free(const amm_manager *m) {
 
 size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released) {
     size_t bytes = 0;
+    amm__heap_unbin(m);
     for (size_t i = m->region_count; i-- > 0;) {
         amm__region *reg = m->regions[i];
         if (reg->used_chunks == 0) {
@@ -437,6 +528,7 @@ size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released) {
 }
 
 void amm__heap_destroy(amm_manager *m) {
+    amm__heap_unbin(m);
     while (m->region_count) {
         amm__region *reg = m->regions[m->region_count - 1];
         for (amm__block *c = reg->first; c;) {
@@ -456,7 +548,7 @@ void amm__heap_destroy(amm_manager *m) {
 /* ---- validation ---- */
 
 size_t amm__heap_check(amm_manager *m) {
-    size_t problems = 0, free_chunks = 0, used_chunks = 0, free_bytes = 0, dirty_chunks = 0;
+    size_t problems = 0, free_chunks = 0, used_chunks = 0, free_bytes = 0, dirty_chunks = 0, kept = 0;
     for (size_t i = 0; i < m->region_count; i++) {
         const amm__region *reg = m->regions[i];
         uintptr_t expect = reg->base;
@@ -470,6 +562,10 @@ size_t amm__heap_check(amm_manager *m) {
                 free_bytes += c->raw_size;
                 dirty_chunks += (c->flags & AMM__CHUNK_DIRTY) != 0;
                 ok = !(prev && prev->state == AMM_BLOCK_FREE); /* I2 */
+            } else if (ok && c->state == AMM__BINNED) {
+                kept++;
+                free_bytes += c->raw_size;
+                ok = amm__registry_get(m, c->user) == c && c->user == c->raw + m->front;
             } else if (ok) {
                 used++;
                 ok = amm__registry_get(m, c->user) == c && c->user >= c->raw + m->front &&
@@ -521,7 +617,23 @@ size_t amm__heap_check(amm_manager *m) {
                    0);
         problems++;
     }
-    if (listed != free_chunks || free_bytes != m->heap_free_bytes || used_chunks != m->registry.count) {
+    /* I11: the reuse lists hold exactly the kept chunks, each on the list of its size. */
+    size_t kept_listed = 0, kept_bytes = 0;
+    int kept_ok = 1;
+    for (size_t cls = 0; cls < AMM__REUSE_CLASSES; cls++) {
+        for (const amm__block *c = m->reuse[cls]; c && kept_listed <= kept; c = c->next_free) {
+            if (c->state != AMM__BINNED || c->raw_size / AMM__GRANULE != cls) kept_ok = 0;
+            kept_listed++;
+            kept_bytes += c->raw_size;
+        }
+    }
+    if (!kept_ok || kept_listed != kept || kept != m->reuse_blocks || kept_bytes != m->reuse_bytes ||
+        m->reuse_bytes > m->cfg.reuse) {
+        amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap reuse lists disagree with the chunks", 0, 0, NULL,
+                   0);
+        problems++;
+    }
+    if (listed != free_chunks || free_bytes != m->heap_free_bytes || used_chunks + kept != m->registry.count) {
         amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap free lists or registry disagree with the chunks", 0,
                    0, NULL, 0);
         problems++;
@@ -709,6 +821,7 @@ static void empty_from_top(amm_manager *m, amm__region *reg, size_t rank, size_t
 }
 
 size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved) {
+    amm__heap_unbin(m); /* kept chunks are holes like any other */
     size_t bytes = 0, blocks = 0, n = m->region_count;
     for (size_t i = 0; i < n; i++) slide_region(m, m->regions[i], &bytes, &blocks);
     if (n > 1) {

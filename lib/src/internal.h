@@ -27,19 +27,23 @@
  *   I1 per region: chunks tile the region: raw(next) = raw(prev) + raw_size(prev)
  *   I2 no two physically adjacent chunks are both FREE (coalescing is immediate)
  *   I3 every FREE chunk is on the free list of its size class, and only those
- *   I4 registry holds exactly the LIVE and QUARANTINED heap chunks, keyed by user
- *   I5 m->heap_free_bytes = sum of FREE chunk sizes
+ *   I4 registry holds exactly the LIVE, QUARANTINED and BINNED heap chunks, keyed by user
+ *   I5 m->heap_free_bytes = sum of FREE and BINNED chunk sizes
  *   I6 m->live_blocks/live_bytes = sum over LIVE blocks of 1/size (heap+pool+large)
  *   I7 m->q_blocks/q_bytes = quarantine list length / sum of raw_size
  *   I8 m->reserved = sum of region sizes + pool slab bytes + large mapping bytes
  *   I9 per pool: used + quarantined + free = block_count; free = free stack depth
  *   I10 the dirty lists (m->dirty_head, m->dirty_aged) hold exactly the FREE chunks flagged
  *       AMM__CHUNK_DIRTY, those flagged AMM__CHUNK_AGED on the aged one
+ *   I11 the reuse lists (m->reuse) hold exactly the AMM__BINNED chunks, each in the list of its
+ *       size; m->reuse_blocks/reuse_bytes count them; they stay in the registry (I4) and count
+ *       as free bytes (I5)
  */
 #ifndef AMM_INTERNAL_H
 #define AMM_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -54,6 +58,9 @@
 #define AMM__SL_LOG 4                   /* TLSF second-level subdivisions: 16 */
 #define AMM__SL_COUNT (1u << AMM__SL_LOG)
 #define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
+#define AMM__BINNED 3                   /* internal block state: a freed heap chunk kept whole for reuse */
+#define AMM__REUSE_CHUNK_MAX ((size_t)1024) /* chunks up to this size are kept for reuse on free */
+#define AMM__REUSE_CLASSES (AMM__REUSE_CHUNK_MAX / 16 + 1)
 
 _Static_assert((AMM__GRANULE & (AMM__GRANULE - 1)) == 0, "granule must be a power of two");
 _Static_assert(AMM__MIN_SPLIT % AMM__GRANULE == 0, "split remainders are whole granules");
@@ -139,8 +146,16 @@ typedef struct amm__meta {
 
 struct amm__tracer; /* trace_writer.c */
 
+/* A manager's lock: one compare-and-swap to take it and one exchange to give
+ * it back when nobody waits (no call, no type dispatch); a thread that finds
+ * it taken spins briefly (sections are short), then sleeps on a futex.
+ * state: 0 free, 1 held, 2 held and someone may be waiting. */
+typedef struct amm__mutex {
+    atomic_int state;
+} amm__mutex;
+
 struct amm_manager {
-    pthread_mutex_t lock;
+    amm__mutex lock;
     amm_manager *all_prev, *all_next; /* every live manager, for fork (manager.c) */
     amm_config cfg;
     size_t canary;           /* cfg.canary */
@@ -157,6 +172,8 @@ struct amm_manager {
     uint64_t fl_bitmap;
     uint32_t sl_bitmap[AMM__FL_COUNT];
     amm__block *bins[AMM__FL_COUNT][AMM__SL_COUNT];
+    amm__block *reuse[AMM__REUSE_CLASSES]; /* BINNED chunks by raw_size / 16, linked through next_free */
+    size_t reuse_blocks, reuse_bytes;
     amm__region **regions;   /* in creation order */
     size_t region_count, region_cap, next_region_id;
 
@@ -186,9 +203,23 @@ struct amm_manager {
     struct amm__tracer *tracer;  /* NULL: tracing off, no cost beyond this test */
 };
 
-/* ---- lock (manager.c) ---- */
+/* ---- locks (manager.c; the futex calls in os.c) ---- */
 void amm__lock(amm_manager *m);
 void amm__unlock(amm_manager *m);
+void amm__mutex_wait(amm__mutex *mu);  /* os.c: takes mu, sleeping while it is held */
+void amm__mutex_wake(amm__mutex *mu);  /* os.c: wakes one waiter */
+/* 0 if mu was free and is now held, -1 if it is held. */
+static inline int amm__mutex_trylock(amm__mutex *mu) {
+    int expect = 0;
+    return atomic_compare_exchange_strong_explicit(&mu->state, &expect, 1, memory_order_acquire,
+                                                   memory_order_relaxed) ? 0 : -1;
+}
+static inline void amm__mutex_lock(amm__mutex *mu) {
+    if (amm__mutex_trylock(mu) != 0) amm__mutex_wait(mu);
+}
+static inline void amm__mutex_unlock(amm__mutex *mu) {
+    if (atomic_exchange_explicit(&mu->state, 0, memory_order_release) == 2) amm__mutex_wake(mu);
+}
 
 /* ---- os.c: every system call about memory lives there ---- */
 size_t amm__page_size(void);
@@ -216,7 +247,23 @@ void amm__array_free(void *arr, size_t cap, size_t elem);
 
 /* ---- registry.c ---- */
 int amm__registry_put(amm_manager *m, amm__block *b);   /* key b->user; -1 if refused */
-amm__block *amm__registry_get(const amm_manager *m, uintptr_t user);
+/* Fibonacci hashing: the high bits of the product are the well-mixed ones,
+ * so they are folded down onto the bits the table's mask keeps. */
+static inline size_t amm__registry_hash(uintptr_t p) {
+    uint64_t x = ((uint64_t)p >> 4) * 0x9E3779B97F4A7C15ull; /* user pointers are 16-aligned or more */
+    return (size_t)(x >> 32 ^ x >> 48);
+}
+/* The heap block whose user pointer this is, or NULL (never dereferences user). */
+static inline amm__block *amm__registry_get(const amm_manager *m, uintptr_t user) {
+    const amm__registry *r = &m->registry;
+    if (!r->cap || !user) return NULL;
+    size_t mask = r->cap - 1, i = amm__registry_hash(user) & mask;
+    while (r->keys[i]) {
+        if (r->keys[i] == user) return r->vals[i];
+        i = (i + 1) & mask;
+    }
+    return NULL;
+}
 void amm__registry_del(amm_manager *m, uintptr_t user);
 void amm__registry_destroy(amm_manager *m);
 int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_kind kind, void *obj);
@@ -249,6 +296,14 @@ size_t amm__guard_check(amm_manager *m, amm__block *b, const char *operation, co
 size_t amm__guard_check_freed(amm_manager *m, amm__block *b, const char *operation);
 /* Puts a freed block into quarantine (or releases it at once) and evicts the oldest over the bounds. */
 void amm__quarantine_push(amm_manager *m, amm__block *b);
+/* 1 if a freed b goes into quarantine, 0 if it is released at once. */
+static inline int amm__quarantines(const amm_manager *m, const amm__block *b) {
+    return m->cfg.quarantine && m->cfg.quarantine_blocks && b->raw_size <= m->cfg.quarantine;
+}
+/* 1 if b has guard bytes (a canary, or slack after its last byte) to write and check. */
+static inline int amm__has_guards(const amm__block *b) {
+    return b->raw != b->user || b->user + b->size != b->raw + b->raw_size;
+}
 void amm__quarantine_flush(amm_manager *m);
 /* Evicts the oldest quarantined slot of pool p (if any), as if it left quarantine. */
 void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict everything (destroy, defragment) */
@@ -256,6 +311,9 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict ev
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
 void amm__heap_release(amm_manager *m, amm__block *b);                   /* back to the free lists */
+void amm__heap_unbin(amm_manager *m);                                    /* reuse lists -> free lists */
+/* A LIVE block from the reuse lists (align <= 16), or NULL if none has the size. */
+amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align);
 int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size);    /* in place; 0 ok, -1 cannot */
 size_t amm__heap_largest_free(const amm_manager *m);
 void amm__heap_destroy(amm_manager *m);
@@ -263,7 +321,11 @@ size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released); /* pu
 size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved);          /* returns bytes moved */
 size_t amm__heap_check(amm_manager *m);                                  /* invariants I1-I5 */
 /* Chunk bytes a request needs (front canary + size + back canary, rounded). */
-size_t amm__heap_chunk_need(const amm_manager *m, size_t size);
+static inline size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
+    if (size > SIZE_MAX / 2) return SIZE_MAX;
+    size_t need = m->front + ((size + m->canary + (AMM__GRANULE - 1)) & ~(AMM__GRANULE - 1));
+    return need < AMM__GRANULE ? AMM__GRANULE : need;
+}
 
 /* ---- large.c ---- */
 amm__block *amm__large_alloc(amm_manager *m, size_t size, size_t align);

@@ -7,9 +7,6 @@
  * (with quarantine off, or for a block larger than it, LIVE goes straight to FREE).
  * Counters follow the invariants listed in internal.h.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
-#endif
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -59,7 +56,7 @@ void amm__lock(amm_manager *m) {
     if (t->depth == 0) {
         while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
     }
-    pthread_mutex_lock(&m->lock);
+    amm__mutex_lock(&m->lock);
     if (t->depth < AMM__HELD_MAX) t->held[t->depth] = m;
     t->depth++;
 }
@@ -68,7 +65,7 @@ void amm__unlock(amm_manager *m) {
     amm__thread_locks *t = &tl_locks;
     if (t->fork_held) return;
     t->depth--;
-    pthread_mutex_unlock(&m->lock);
+    amm__mutex_unlock(&m->lock);
 }
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -102,25 +99,25 @@ static void fork_prepare(void) {
     amm_manager *held = NULL; /* the lock waited for last time, held */
     for (;;) {
         if (held && !on_list(held)) { /* destroyed meanwhile (its destroy waits at the gate) */
-            pthread_mutex_unlock(&held->lock);
+            amm__mutex_unlock(&held->lock);
             held = NULL;
         }
         amm_manager *busy = NULL;
         for (amm_manager *m = all_head; m && !busy; m = m->all_next) {
-            if (m != held && !held_by_me(m) && pthread_mutex_trylock(&m->lock) != 0) busy = m;
+            if (m != held && !held_by_me(m) && amm__mutex_trylock(&m->lock) != 0) busy = m;
         }
         if (!busy) {
             tl_locks.fork_held = 1;
             return;
         }
         for (amm_manager *m = all_head; m != busy; m = m->all_next) {
-            if (m != held && !held_by_me(m)) pthread_mutex_unlock(&m->lock);
+            if (m != held && !held_by_me(m)) amm__mutex_unlock(&m->lock);
         }
-        if (held) pthread_mutex_unlock(&held->lock);
+        if (held) amm__mutex_unlock(&held->lock);
         pthread_mutex_unlock(&all_mu);
         /* wait for the busy one holding nothing; it cannot be freed meanwhile:
          * amm_destroy takes its lock (through the gate) before it frees it */
-        pthread_mutex_lock(&busy->lock);
+        amm__mutex_lock(&busy->lock);
         held = busy;
         all_mu_take();
     }
@@ -132,7 +129,7 @@ static void fork_release(int child) {
     if (child) amm__trace_forget_all_in_child();
     for (amm_manager *m = all_head; m; m = m->all_next) {
         if (child) amm__trace_forget_in_child(m);
-        if (!held_by_me(m)) pthread_mutex_unlock(&m->lock);
+        if (!held_by_me(m)) amm__mutex_unlock(&m->lock);
     }
     pthread_mutex_unlock(&all_mu);
     if (child) atomic_store_explicit(&fork_gate, 0, memory_order_release); /* no other fork goes on there */
@@ -157,7 +154,7 @@ static void all_add(amm_manager *m) {
     fork_register(); /* done by the constructor already, unless constructors did not run */
     int in_fork = tl_locks.fork_held;
     if (!in_fork) pthread_mutex_lock(&all_mu);
-    else pthread_mutex_lock(&m->lock);
+    else amm__mutex_lock(&m->lock);
     m->all_prev = NULL;
     m->all_next = all_head;
     if (all_head) all_head->all_prev = m;
@@ -168,7 +165,7 @@ static void all_add(amm_manager *m) {
 static void all_remove(amm_manager *m) {
     int in_fork = tl_locks.fork_held;
     if (!in_fork) pthread_mutex_lock(&all_mu);
-    else if (!held_by_me(m)) pthread_mutex_unlock(&m->lock);
+    else if (!held_by_me(m)) amm__mutex_unlock(&m->lock);
     if (m->all_prev) m->all_prev->all_next = m->all_next;
     else all_head = m->all_next;
     if (m->all_next) m->all_next->all_prev = m->all_prev;
@@ -205,13 +202,7 @@ amm_manager *amm_create(const amm_config *cfg) {
         amm__fault(NULL, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, "create", NULL, 0, sizeof *m, NULL, 0);
         return NULL;
     }
-    /* adaptive: a thread finding the lock taken spins briefly before it sleeps,
-     * which is what two threads trading blocks need (sections are short) */
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&m->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
+    atomic_init(&m->lock.state, 0); /* the mapping is zeroed already: this says so */
     init_manager(m, cfg);
     all_add(m);
     amm__lock(m);
@@ -250,7 +241,6 @@ void amm_destroy(amm_manager *m) {
     amm__array_free(m->ranges, m->range_cap, sizeof(amm__range));
     amm__meta_destroy(m);
     amm__unlock(m);
-    pthread_mutex_destroy(&m->lock);
     amm__os_unmap(m, sizeof *m);
 }
 
@@ -281,7 +271,7 @@ void amm_set_move_callback(amm_manager *m, amm_move_fn fn, void *user) {
 /* ---- shared steps ---- */
 
 /* Every few operations: the periodic check and trace sample the options ask for. */
-static void op_tick(amm_manager *m) {
+static void op_tick_due(amm_manager *m) {
     if (m->cfg.check_every && ++m->ops_since_check >= m->cfg.check_every) {
         m->ops_since_check = 0;
         amm__check_locked(m);
@@ -290,6 +280,10 @@ static void op_tick(amm_manager *m) {
         m->ops_since_sample = 0;
         amm__trace_sample(m);
     }
+}
+
+static inline void op_tick(amm_manager *m) {
+    if (m->cfg.check_every || AMM__TRACING(m)) op_tick_due(m);
 }
 
 /* The effective alignment (0 -> default), or 0 after reporting a bad one. */
@@ -313,7 +307,7 @@ void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t s
     b->file = NULL;
     b->line = 0;
     amm__san_alloc(user, size, 0);
-    amm__guard_write(m, b);
+    if (amm__has_guards(b)) amm__guard_write(m, b);
     if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
     m->live_blocks++;
     m->live_bytes += size;
@@ -328,6 +322,15 @@ void amm__release_block(amm_manager *m, amm__block *b) {
     case AMM_ORIGIN_POOL: amm__pool_release(m, b); break;
     case AMM_ORIGIN_LARGE: amm__large_release(m, b); break;
     }
+}
+
+/* What every new block gets beyond amm__block_set_live: flags, site, zeroing. */
+static inline amm__block *finish_block(amm__block *b, size_t size, unsigned flags, const char *file, int line) {
+    b->flags = (uint8_t)(flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL));
+    b->file = file;
+    b->line = line;
+    if (flags & AMM_ALLOC_ZERO) memset((void *)b->user, 0, size);
+    return b;
 }
 
 /* Allocates a LIVE block (no pool if NO_POOL), or reports and returns NULL. */
@@ -352,11 +355,7 @@ static amm__block *alloc_block(amm_manager *m, size_t size, size_t align, unsign
         amm__fault(m, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, op, NULL, 0, size, file, line);
         return NULL;
     }
-    b->flags = (uint8_t)(flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL));
-    b->file = file;
-    b->line = line;
-    if (flags & AMM_ALLOC_ZERO) memset((void *)b->user, 0, size);
-    return b;
+    return finish_block(b, size, flags, file, line);
 }
 
 /* A LIVE block for ptr, or NULL after reporting why not. */
@@ -378,7 +377,7 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
     case AMM__PTR_BLOCK:
         break;
     }
-    if (b->state == AMM_BLOCK_QUARANTINED || (b->state == AMM_BLOCK_FREE && b->serial)) {
+    if (b->state == AMM_BLOCK_QUARANTINED || b->state == AMM__BINNED || (b->state == AMM_BLOCK_FREE && b->serial)) {
         amm__fault(m, AMM_ERR_DOUBLE_FREE, ptr, b, op, NULL, 0, 0, file, line);
         return NULL;
     }
@@ -392,7 +391,7 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
 
 /* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
 static void retire(amm_manager *m, amm__block *b, const char *op, const char *file, int line, int traced) {
-    amm__guard_check(m, b, op, file, line);
+    if (amm__has_guards(b)) amm__guard_check(m, b, op, file, line);
     m->live_blocks--;
     m->live_bytes -= b->size;
     m->total_frees++;
@@ -401,9 +400,14 @@ static void retire(amm_manager *m, amm__block *b, const char *op, const char *fi
         m->pool_slots_used--;
     }
     if (b->origin == AMM_ORIGIN_LARGE) m->large_count--;
-    int quarantined = m->cfg.quarantine && m->cfg.quarantine_blocks && b->raw_size <= m->cfg.quarantine;
+    int quarantined = amm__quarantines(m, b);
     if (traced) AMM__TRACE(m, amm__trace_free(m, b, quarantined));
-    amm__quarantine_push(m, b);
+    if (quarantined) {
+        amm__quarantine_push(m, b);
+    } else {
+        amm__san_free(b->user, b->size);
+        amm__release_block(m, b);
+    }
 }
 
 /* ---- blocks ---- */
@@ -415,8 +419,16 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
     }
     amm__lock(m);
     void *user = NULL;
-    size_t a = check_align(m, align, "alloc", file, line);
-    amm__block *b = a ? alloc_block(m, size, a, flags, "alloc", file, line) : NULL;
+    amm__block *b = NULL;
+    /* the common case first: a kept chunk of this size, no pool in the way */
+    if (align <= AMM__GRANULE && (align & (align - 1)) == 0 && m->reuse_blocks && !m->pool_count) {
+        b = amm__heap_reuse_alloc(m, size, align ? align : AMM_DEFAULT_ALIGN);
+        if (b) finish_block(b, size, flags, file, line);
+    }
+    if (!b) {
+        size_t a = check_align(m, align, "alloc", file, line);
+        b = a ? alloc_block(m, size, a, flags, "alloc", file, line) : NULL;
+    }
     if (b) {
         user = (void *)b->user;
         AMM__TRACE(m, amm__trace_block(m, AMM_TOP_ALLOC, b));
@@ -434,7 +446,9 @@ int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
     }
     amm__lock(m);
     int rc = -1;
-    amm__block *b = live_block(m, ptr, "free", file, line);
+    /* a live heap block is found by the registry alone; anything else is classified and reported */
+    amm__block *b = amm__registry_get(m, (uintptr_t)ptr);
+    if (!b || b->state != AMM_BLOCK_LIVE) b = live_block(m, ptr, "free", file, line);
     if (b && b->refcount > 1) {
         amm__fault(m, AMM_ERR_SHARED_FREE, ptr, b, "free", NULL, 0, 0, file, line);
     } else if (b) {

@@ -1,6 +1,7 @@
 /*
  * os.c - every system call about memory: mmap, munmap, madvise, mincore,
- * plus the clock, a random secret and small thread ids.
+ * plus the clock, a random secret, small thread ids and the futex under a
+ * manager's lock.
  *
  * Failure injection (amm__os_inject_failures) lets tests and fuzz targets make
  * the system "refuse" memory at a chosen map, so out-of-memory paths are
@@ -13,7 +14,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,3 +134,36 @@ uint16_t amm__thread_id(void) {
     }
     return id;
 }
+
+/* ---- the slow half of amm__mutex (internal.h) ---- */
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+void amm__mutex_wait(amm__mutex *mu) {
+    /* spin first: the holder is usually about to let go */
+    for (int i = 0; i < 128; i++) {
+        if (atomic_load_explicit(&mu->state, memory_order_relaxed) == 0 && amm__mutex_trylock(mu) == 0) return;
+        cpu_relax();
+    }
+    /* mark it contended (2), so the holder's unlock wakes someone, and sleep while it stays so */
+    while (atomic_exchange_explicit(&mu->state, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &mu->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+void amm__mutex_wake(amm__mutex *mu) {
+    syscall(SYS_futex, &mu->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+#ifdef AMM__VALGRIND
+atomic_int amm__on_valgrind = -1;
+
+int amm__valgrind_probe(void) {
+    int v = RUNNING_ON_VALGRIND ? 1 : 0;
+    atomic_store_explicit(&amm__on_valgrind, v, memory_order_relaxed);
+    return v;
+}
+#endif

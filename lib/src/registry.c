@@ -18,13 +18,6 @@
 
 #include "internal.h"
 
-/* Fibonacci hashing: the high bits of the product are the well-mixed ones,
- * so they are folded down onto the bits the table's mask keeps. */
-static size_t hash_ptr(uintptr_t p) {
-    uint64_t x = ((uint64_t)p >> 4) * 0x9E3779B97F4A7C15ull; /* user pointers are 16-aligned or more */
-    return (size_t)(x >> 32 ^ x >> 48);
-}
-
 static int registry_grow(amm_manager *m) {
     amm__registry *r = &m->registry;
     size_t ncap = r->cap ? r->cap * 2 : 1024;
@@ -37,7 +30,7 @@ static int registry_grow(amm_manager *m) {
     }
     for (size_t i = 0; i < r->cap; i++) {
         if (!r->keys[i]) continue;
-        size_t j = hash_ptr(r->keys[i]) & (ncap - 1);
+        size_t j = amm__registry_hash(r->keys[i]) & (ncap - 1);
         while (keys[j]) j = (j + 1) & (ncap - 1);
         keys[j] = r->keys[i];
         vals[j] = r->vals[i];
@@ -53,7 +46,7 @@ static int registry_grow(amm_manager *m) {
 int amm__registry_put(amm_manager *m, amm__block *b) {
     amm__registry *r = &m->registry;
     if ((r->count + 1) * 2 > r->cap && registry_grow(m) != 0) return -1;
-    size_t mask = r->cap - 1, i = hash_ptr(b->user) & mask;
+    size_t mask = r->cap - 1, i = amm__registry_hash(b->user) & mask;
     while (r->keys[i] && r->keys[i] != b->user) i = (i + 1) & mask;
     if (!r->keys[i]) r->count++;
     r->keys[i] = b->user;
@@ -61,27 +54,16 @@ int amm__registry_put(amm_manager *m, amm__block *b) {
     return 0;
 }
 
-amm__block *amm__registry_get(const amm_manager *m, uintptr_t user) {
-    const amm__registry *r = &m->registry;
-    if (!r->cap || !user) return NULL;
-    size_t mask = r->cap - 1, i = hash_ptr(user) & mask;
-    while (r->keys[i]) {
-        if (r->keys[i] == user) return r->vals[i];
-        i = (i + 1) & mask;
-    }
-    return NULL;
-}
-
 void amm__registry_del(amm_manager *m, uintptr_t user) {
     amm__registry *r = &m->registry;
     if (!r->cap) return;
-    size_t mask = r->cap - 1, i = hash_ptr(user) & mask;
+    size_t mask = r->cap - 1, i = amm__registry_hash(user) & mask;
     while (r->keys[i] && r->keys[i] != user) i = (i + 1) & mask;
     if (!r->keys[i]) return;
     /* Backward-shift deletion keeps every probe chain unbroken, no tombstones. */
     size_t hole = i;
     for (size_t j = (i + 1) & mask; r->keys[j]; j = (j + 1) & mask) {
-        size_t home = hash_ptr(r->keys[j]) & mask;
+        size_t home = amm__registry_hash(r->keys[j]) & mask;
         int movable = (j > hole) ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
             r->keys[hole] = r->keys[j];

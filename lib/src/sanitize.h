@@ -32,6 +32,17 @@
 #if defined(AMM_HAVE_VALGRIND_H) && AMM_HAVE_VALGRIND_H
 #include <valgrind/memcheck.h>
 #define AMM__VALGRIND 1
+#include <stdatomic.h>
+/* Whether the process runs under Valgrind: -1 until asked (os.c), then 0 or 1.
+ * Outside Valgrind each client request below costs one predictable branch
+ * instead of its magic instruction sequence. */
+extern atomic_int amm__on_valgrind;
+int amm__valgrind_probe(void);
+static inline int amm__valgrind_on(void) {
+    int v = atomic_load_explicit(&amm__on_valgrind, memory_order_relaxed);
+    return v < 0 ? amm__valgrind_probe() : v;
+}
+#define AMM__VG(request) do { if (amm__valgrind_on()) { request; } } while (0)
 #endif
 
 /* Fresh mappings up to this size are marked free for the sanitizers at once;
@@ -82,7 +93,7 @@ static inline void amm__san_guard_after(uintptr_t uend, uintptr_t end) {
     amm__shadow_set(whole, end > whole ? end - whole : 0, AMM__SHADOW_REDZONE);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS((void *)uend, end - uend);
+    AMM__VG(VALGRIND_MAKE_MEM_NOACCESS((void *)uend, end - uend));
 #endif
     (void)uend, (void)end;
 }
@@ -93,7 +104,7 @@ static inline void amm__san_open(uintptr_t a, size_t n) {
     __asan_unpoison_memory_region((void *)a, n);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_MAKE_MEM_DEFINED((void *)a, n);
+    AMM__VG(VALGRIND_MAKE_MEM_DEFINED((void *)a, n));
 #endif
     (void)a, (void)n;
 }
@@ -104,7 +115,7 @@ static inline void amm__san_guard(uintptr_t a, size_t n) {
     amm__shadow_set(a, n, AMM__SHADOW_REDZONE);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS((void *)a, n);
+    AMM__VG(VALGRIND_MAKE_MEM_NOACCESS((void *)a, n));
 #endif
     (void)a, (void)n;
 }
@@ -115,7 +126,7 @@ static inline void amm__san_freed(uintptr_t a, size_t n) {
     amm__shadow_set(a, n, AMM__SHADOW_FREED);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_MAKE_MEM_NOACCESS((void *)a, n);
+    AMM__VG(VALGRIND_MAKE_MEM_NOACCESS((void *)a, n));
 #endif
     (void)a, (void)n;
 }
@@ -126,7 +137,7 @@ static inline void amm__san_alloc(uintptr_t user, size_t size, int defined) {
     __asan_unpoison_memory_region((void *)user, size);
 #endif
 #ifdef AMM__VALGRIND
-    VALGRIND_MALLOCLIKE_BLOCK((void *)user, size, 0, defined);
+    AMM__VG(VALGRIND_MALLOCLIKE_BLOCK((void *)user, size, 0, defined));
 #endif
     (void)user, (void)size, (void)defined;
 }
@@ -134,8 +145,8 @@ static inline void amm__san_alloc(uintptr_t user, size_t size, int defined) {
 /* The block at user is given back by its owner (its bytes stay open for amm's fill). */
 static inline void amm__san_free(uintptr_t user, size_t size) {
 #ifdef AMM__VALGRIND
-    VALGRIND_FREELIKE_BLOCK((void *)user, 0);
-    VALGRIND_MAKE_MEM_DEFINED((void *)user, size);
+    AMM__VG(VALGRIND_FREELIKE_BLOCK((void *)user, 0));
+    AMM__VG(VALGRIND_MAKE_MEM_DEFINED((void *)user, size));
 #endif
     (void)user, (void)size;
 }
@@ -147,10 +158,10 @@ static inline void amm__san_resize(uintptr_t user, size_t old_size, size_t new_s
 #endif
 #ifdef AMM__VALGRIND
     if (old_size && new_size) {
-        VALGRIND_RESIZEINPLACE_BLOCK((void *)user, old_size, new_size, 0);
+        AMM__VG(VALGRIND_RESIZEINPLACE_BLOCK((void *)user, old_size, new_size, 0));
     } else { /* memcheck refuses a resize to or from zero bytes: re-announce the block */
-        VALGRIND_FREELIKE_BLOCK((void *)user, 0);
-        VALGRIND_MALLOCLIKE_BLOCK((void *)user, new_size, 0, 0);
+        AMM__VG(VALGRIND_FREELIKE_BLOCK((void *)user, 0));
+        AMM__VG(VALGRIND_MALLOCLIKE_BLOCK((void *)user, new_size, 0, 0));
     }
 #endif
     (void)user, (void)old_size, (void)new_size;

@@ -22,6 +22,7 @@ void amm__stats_locked(amm_manager *m, amm_stats *st) {
         st->resident_bytes += amm__os_resident(m->ranges[i].start, m->ranges[i].end - m->ranges[i].start);
     }
     st->free_bytes = m->heap_free_bytes;
+    st->reuse_bytes = m->reuse_bytes;
     st->largest_free = amm__heap_largest_free(m);
     st->quarantine_blocks = m->q_blocks;
     st->quarantine_bytes = m->q_bytes;
@@ -57,12 +58,13 @@ static int canary_intact(const amm_manager *m, const amm__block *b) {
 
 static void block_info(const amm_manager *m, const amm__block *b, size_t region_index, amm_block_info *out) {
     memset(out, 0, sizeof *out);
-    out->state = (amm_block_state)b->state;
+    /* a chunk kept for reuse is free space to the outside */
+    out->state = b->state == AMM__BINNED ? AMM_BLOCK_FREE : (amm_block_state)b->state;
     out->origin = (amm_origin)b->origin;
     out->raw = (const void *)b->raw;
     out->raw_size = b->raw_size;
     out->region_index = region_index;
-    if (b->state == AMM_BLOCK_FREE) {
+    if (out->state == AMM_BLOCK_FREE) {
         out->user = (const void *)b->raw;
         out->size = b->raw_size;
         out->canary_ok = 1;

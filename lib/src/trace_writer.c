@@ -477,9 +477,9 @@ static void tw_write_chunk(struct amm__tracer *t, uint8_t *c) {
 
 /* Seals a quiet chunk if the manager lock is free right now. */
 static void tw_seal_idle(struct amm__tracer *t) {
-    if (pthread_mutex_trylock(&t->m->lock) != 0) return;
+    if (amm__mutex_trylock(&t->m->lock) != 0) return;
     if (t->m->tracer == t && t->cur != NULL && t->cur_count > 0) tw_seal(t);
-    pthread_mutex_unlock(&t->m->lock);
+    amm__mutex_unlock(&t->m->lock);
 }
 
 /* The absolute time TW_FLUSH_NS from now on clock, for pthread_cond_timedwait. */
@@ -567,9 +567,9 @@ static void tw_at_exit(void) {
         struct amm__tracer *t = tw_exit_list[i];
         if (t == NULL) continue;
         for (int k = 0; k < TW_EXIT_TRIES; k++) {
-            if (pthread_mutex_trylock(&t->m->lock) == 0) {
+            if (amm__mutex_trylock(&t->m->lock) == 0) {
                 tw_flush_locked(t);
-                pthread_mutex_unlock(&t->m->lock);
+                amm__mutex_unlock(&t->m->lock);
                 break;
             }
             nanosleep(&(struct timespec){0, 1000000}, NULL);

@@ -16,8 +16,8 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-/* No quarantine: freed chunks go straight back to the free lists. */
-#define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K"
+/* no quarantine, no reuse lists: every free merges at once, as the pictures show */
+#define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K,reuse=0"
 
 /* Allocates and checks the heap at once. */
 #define ALLOC_OK(m, var, size, align)                                             \
@@ -780,6 +780,166 @@ TEST(realloc_keeps_flags_and_site)
     EXPECT_TRUE(h_is_aligned(q, 64));
     FREE_OK(m, q);
     FREE_OK(m, pin);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+/* ---- reuse lists: a freed chunk up to 1 KiB is kept whole for a request of its size ---- */
+
+#define KEEP "quarantine=0,quarantine_blocks=0,region_size=64K,reuse=4K"
+
+TEST(reuse_gives_a_freed_chunk_back_whole)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    amm_stats st;
+    void *a, *b, *c, *d;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    FREE_OK(m, a);                          /* kept whole: it does not merge, and shows as free */
+    EXPECT_HEAP(m, "[F48 U48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    EXPECT_EQ(st.free_bytes, 65536 - 48);   /* kept bytes are free bytes */
+    ALLOC_OK(m, c, 10, 0);                  /* needs a 48-byte chunk too: the kept one */
+    EXPECT_EQ(c, a);
+    ALLOC_OK(m, d, 24, 0);                  /* 64 bytes: from the free span */
+    EXPECT_HEAP(m, "[U48 U48 U64 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 0);
+    FREE_OK(m, b);
+    FREE_OK(m, c);
+    FREE_OK(m, d);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(kept_chunk_freed_again_is_a_double_free)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    void *a = amm_alloc_at(m, 16, 0, 0, "kept.c", 7), *b;
+    ASSERT_NOT_NULL(a);
+    ALLOC_OK(m, b, 16, 0);
+    FREE_OK(m, a);
+    EXPECT_EQ(amm_free(m, a), -1);
+    EXPECT_EQ(f.kinds[AMM_ERR_DOUBLE_FREE], 1);
+    EXPECT_EQ(f.last.block, a);             /* the report names the block that was freed */
+    EXPECT_EQ(f.last.block_size, 16);
+    EXPECT_STREQ(f.last.alloc_site.file, "kept.c");
+    EXPECT_EQ(amm_retain(m, a), 0);         /* every other use of it is refused too */
+    EXPECT_EQ(f.kinds[AMM_ERR_DOUBLE_FREE], 2);
+    EXPECT_EQ(amm_owns(m, a), 0);
+    EXPECT_EQ(amm_check(m), 0);             /* nothing was damaged */
+    FREE_OK(m, b);
+    amm_destroy(m);
+}
+
+TEST(kept_chunks_merge_when_defragmented)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    amm_stats st;
+    amm_defrag_report r;
+    void *a, *b, *c;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    ALLOC_OK(m, c, 16, 0);
+    FREE_OK(m, a);
+    FREE_OK(m, b);
+    EXPECT_HEAP(m, "[F48 F48 U48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 96);
+    EXPECT_GT(st.external_frag, 0.0);
+    amm_defragment(m, AMM_DEFRAG_COMPACT, &r);
+    EXPECT_HEAP(m, "[F96 U48 F*]");
+    EXPECT_EQ(r.after.reuse_bytes, 0);
+    EXPECT_EQ(r.blocks_moved, 0);           /* c is not movable */
+    FREE_OK(m, c);
+    EXPECT_HEAP(m, "[F96 F48 F*]");         /* c is kept again */
+    amm_defragment(m, AMM_DEFRAG_COMPACT, NULL);
+    EXPECT_HEAP(m, "[F65536]");
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(reuse_keeps_at_most_its_bytes_and_small_chunks_only)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0,region_size=64K,reuse=96", &f);
+    amm_stats st;
+    void *p[5], *big;
+    for (int i = 0; i < 5; i++)
+        ALLOC_OK(m, p[i], 16, 0);
+    FREE_OK(m, p[0]);
+    FREE_OK(m, p[1]);
+    FREE_OK(m, p[3]);                       /* 96 bytes kept already: this one merges at once */
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 96);
+    FREE_OK(m, p[2]);                       /* merges with p[3]'s chunk, not with the kept p[1] */
+    EXPECT_HEAP(m, "[F48 F48 F96 U48 F*]");
+    ALLOC_OK(m, big, 2000, 0);              /* over 1 KiB: never kept */
+    FREE_OK(m, big);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 96);
+    FREE_OK(m, p[4]);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(realloc_grows_into_a_kept_neighbour)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    amm_stats st;
+    void *a, *b, *c, *q;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    ALLOC_OK(m, c, 16, 0);
+    memset(a, 0x5a, 16);
+    FREE_OK(m, b);
+    q = amm_realloc(m, a, 64, 0);           /* needs 96 bytes: its own 48 and the kept 48 after it */
+    ASSERT_NOT_NULL(q);
+    EXPECT_EQ(q, a);
+    EXPECT_EQ(((unsigned char *)q)[15], 0x5a);
+    EXPECT_HEAP(m, "[U96 U48 F*]");
+    EXPECT_HEALTHY(m);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 0);
+    FREE_OK(m, q);
+    FREE_OK(m, c);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(kept_chunks_merge_before_a_new_region_is_mapped)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    amm_stats st;
+    enum { N = 65536 / 48 };                /* 48-byte chunks fill the 64 KiB region */
+    static void *p[N];
+    void *q;
+    for (int i = 0; i < N; i++)
+        ASSERT_NOT_NULL(p[i] = amm_alloc(m, 16, 0));
+    amm_get_stats(m, &st);
+    ASSERT_EQ(st.region_count, 1);
+    ASSERT_EQ(st.free_bytes, 0);
+    EXPECT_EQ(amm_free(m, p[10]), 0);
+    EXPECT_EQ(amm_free(m, p[11]), 0);       /* two kept chunks side by side, 96 bytes */
+    q = amm_alloc(m, 64, 0);                /* needs 96: only the kept chunks merged can serve it */
+    ASSERT_NOT_NULL(q);
+    EXPECT_EQ(q, p[10]);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.region_count, 1);
+    EXPECT_EQ(st.reuse_bytes, 0);
+    EXPECT_HEALTHY(m);
+    EXPECT_EQ(amm_free(m, q), 0);
+    for (int i = 0; i < N; i++) {
+        if (i != 10 && i != 11)
+            EXPECT_EQ(amm_free(m, p[i]), 0);
+    }
+    EXPECT_EQ(amm_check(m), 0);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }

@@ -9,7 +9,8 @@
 
 #include <sys/resource.h>
 
-#define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K"
+/* no quarantine, no reuse lists: every free merges at once */
+#define NOQ "quarantine=0,quarantine_blocks=0,region_size=64K,reuse=0"
 
 static double fabs_(double x) { return x < 0 ? -x : x; } /* no libm needed */
 

@@ -159,6 +159,7 @@ typedef enum amm_on_error { AMM_ON_ERROR_REPORT = 0, AMM_ON_ERROR_ABORT = 1 } am
     X(large_threshold, SIZE, 1 << 18, 4096, (size_t)1 << 40, "blocks this large or larger get their own mapping") \
     X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "free heap spans this large give their whole pages back to the system (0: only amm_defragment does)") \
     X(purge_delay, UINT, 1, 0, 1u << 20, "milliseconds a purge batch waits at least after the last one (0: none)") \
+    X(reuse, SIZE, 4 << 10, 0, (size_t)1 << 30, "freed heap chunks up to 1 KiB are kept whole for reuse by a request of their size, up to this many bytes in all (0: every free merges at once)") \
     X(leaks, BOOL, 0, 0, 1, "amm_destroy (and the LD_PRELOAD shim at exit) reports blocks still live, by allocation site") \
     X(check_every, UINT, 0, 0, 1u << 31, "run amm_check every N operations (0: never)")          \
     X(sample_every, UINT, 1024, 0, 1u << 31, "trace a stats sample every N operations (0: never)") \
@@ -174,6 +175,7 @@ typedef struct amm_config {
     size_t large_threshold;
     size_t purge;
     size_t purge_delay;
+    size_t reuse;
     int leaks;
     size_t check_every;
     size_t sample_every;
@@ -395,6 +397,7 @@ size_t amm_walk(amm_manager *m, amm_visit_fn visit, void *user);
     X(resident_bytes, "bytes", "bytes of reserved memory resident in RAM (mincore)") \
     X(free_bytes, "bytes", "bytes in free heap spans")                              \
     X(largest_free, "bytes", "largest free heap span")                              \
+    X(reuse_bytes, "bytes", "freed chunks kept whole for reuse (counted in free_bytes)") \
     X(quarantine_blocks, "blocks", "freed blocks held in quarantine")               \
     X(quarantine_bytes, "bytes", "bytes held in quarantine (chunks)")               \
     X(region_count, "regions", "managed heap regions")                              \
