@@ -888,6 +888,9 @@ static int checkpoint(ctx *c, int whole) {
     if (st.live_bytes + st.quarantine_bytes > st.reserved_bytes)
         return fail(c, "stats: live %zu + quarantine %zu > reserved %zu bytes", st.live_bytes, st.quarantine_bytes,
                     st.reserved_bytes);
+    if (st.reuse_bytes > st.free_bytes || st.largest_free > st.free_bytes)
+        return fail(c, "stats: kept %zu or largest free %zu > free %zu bytes", st.reuse_bytes, st.largest_free,
+                    st.free_bytes);
     return RUN_OK;
 }
 

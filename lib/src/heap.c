@@ -495,10 +495,16 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
 }
 
 size_t amm__heap_largest_free(const amm_manager *m) {
-    if (!m->fl_bitmap) return 0;
+    size_t best = 0;
+    for (size_t cls = AMM__REUSE_CLASSES; m->reuse_blocks && cls-- > 0;) { /* a kept chunk is a free span too */
+        if (m->reuse[cls]) {
+            best = cls * AMM__GRANULE;
+            break;
+        }
+    }
+    if (!m->fl_bitmap) return best;
     unsigned fl = 63u - (unsigned)__builtin_clzll(m->fl_bitmap);
     unsigned sl = 31u - (unsigned)__builtin_clz(m->sl_bitmap[fl]);
-    size_t best = 0;
     for (const amm__block *c = m->bins[fl][sl]; c; c = c->next_free) {
         if (c->raw_size > best) best = c->raw_size;
     }

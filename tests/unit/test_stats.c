@@ -94,6 +94,7 @@ static void expect_stats_consistent(amm_manager *m)
     EXPECT_EQ(st.pool_slots_used, t.pool_live);
     EXPECT_EQ(st.large_count, t.large);
     EXPECT_LE(st.live_bytes + st.quarantine_bytes, st.reserved_bytes);
+    EXPECT_LE(st.reuse_bytes, st.free_bytes);
     EXPECT_LE(st.resident_bytes, st.reserved_bytes);
     EXPECT_GE(st.peak_live_bytes, st.live_bytes);
     if (st.free_bytes)
@@ -216,6 +217,32 @@ TEST(walker_visits_everything)
     EXPECT_EQ(amm_free(m, large), 0);
     EXPECT_EQ(amm_free(m, slots[1]), 0);
     EXPECT_EQ(amm_free(m, slots[2]), 0);
+    expect_stats_consistent(m);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(kept_chunks_count_as_free_space)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0,region_size=64K,reuse=4K", &f);
+    enum { N = 65536 / 48 };                /* 48-byte chunks fill the region: no free span left */
+    static void *p[N];
+    amm_stats st;
+    for (int i = 0; i < N; i++)
+        ASSERT_NOT_NULL(p[i] = amm_alloc(m, 16, 0));
+    EXPECT_EQ(amm_free(m, p[7]), 0);        /* kept for reuse: still a free span of 48 bytes */
+    EXPECT_EQ(amm_free(m, p[9]), 0);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.region_count, 1);
+    EXPECT_EQ(st.reuse_bytes, 96);
+    EXPECT_EQ(st.free_bytes, 96);
+    EXPECT_EQ(st.largest_free, 48);
+    expect_stats_consistent(m);
+    for (int i = 0; i < N; i++) {
+        if (i != 7 && i != 9)
+            EXPECT_EQ(amm_free(m, p[i]), 0);
+    }
     expect_stats_consistent(m);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
