@@ -378,7 +378,6 @@ static int reuse_keep(amm_manager *m, amm__block *b) {
     m->reuse_blocks++;
     m->reuse_bytes += b->raw_size;
     m->heap_free_bytes += b->raw_size;
-    if (m->cfg.purge) purge_tick(m, b->raw_size); /* bytes freed: they move the purge clock as any free does */
     return 1;
 }
 
@@ -402,14 +401,16 @@ static amm__block *reuse_take(amm_manager *m, size_t need) {
     return c;
 }
 
-/* Kept chunk c becomes an ordinary free chunk (merged with free neighbours). */
+/* Kept chunk c becomes an ordinary free chunk (merged with free neighbours).
+ * Its bytes were freed when it was kept, not now: they neither make the span
+ * young nor move the purge clock. */
 static void reuse_free(amm_manager *m, amm__block *c) {
     reuse_unlink(m, c);
     amm__registry_del(m, c->user);
     c->user = 0;
     c->size = 0;
     c->flags = 0;
-    free_chunk(m, c, c->raw_size); /* its bytes were in use until it was kept */
+    free_chunk(m, c, 0);
 }
 
 void amm__heap_unbin(amm_manager *m) {

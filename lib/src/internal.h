@@ -88,7 +88,7 @@ struct amm__block {
     amm_pool *pool;        /* POOL: the pool; NULL otherwise */
     amm__block *prev_phys; /* HEAP: neighbours in address order (boundary tags, out of band) */
     amm__block *next_phys;
-    amm__block *prev_free; /* HEAP FREE: segregated free list links; also the record free list */
+    amm__block *prev_free; /* HEAP FREE: segregated free list links; BINNED: the reuse list; the record free list */
     amm__block *next_free;
     amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list */
     amm__block *q_next;
@@ -310,7 +310,7 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict ev
 
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
-void amm__heap_release(amm_manager *m, amm__block *b);                   /* back to the free lists */
+void amm__heap_release(amm_manager *m, amm__block *b);                   /* kept for reuse, or to the free lists */
 void amm__heap_unbin(amm_manager *m);                                    /* reuse lists -> free lists */
 /* A LIVE block from the reuse lists (align <= 16), or NULL if none has the size. */
 amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align);
@@ -319,7 +319,7 @@ size_t amm__heap_largest_free(const amm_manager *m);
 void amm__heap_destroy(amm_manager *m);
 size_t amm__heap_release_memory(amm_manager *m, size_t *regions_released); /* purge + unmap empty */
 size_t amm__heap_compact(amm_manager *m, size_t *blocks_moved);          /* returns bytes moved */
-size_t amm__heap_check(amm_manager *m);                                  /* invariants I1-I5 */
+size_t amm__heap_check(amm_manager *m);                                  /* invariants I1-I5, I10, I11 */
 /* Chunk bytes a request needs (front canary + size + back canary, rounded). */
 static inline size_t amm__heap_chunk_need(const amm_manager *m, size_t size) {
     if (size > SIZE_MAX / 2) return SIZE_MAX;

@@ -5,6 +5,8 @@
  *
  * A block's life:  alloc -> LIVE --free/release to 0--> QUARANTINED --evicted--> FREE
  * (with quarantine off, or for a block larger than it, LIVE goes straight to FREE).
+ * A small heap chunk may stop short of FREE, kept whole for reuse (AMM__BINNED,
+ * heap.c): still a freed block to every check, free space to walks and stats.
  * Counters follow the invariants listed in internal.h.
  */
 #include <sched.h>
@@ -523,11 +525,11 @@ static int check_source(amm_manager *m, const void *src, size_t size, const char
     amm__block *b;
     amm__lookup_kind k = amm__lookup(m, src, &b);
     if (k == AMM__PTR_FOREIGN) return 0; /* not amm's memory: the caller vouches for it */
-    if (!b || (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED)) {
+    if (!b || (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED && b->state != AMM__BINNED)) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "the source is not a live block", 0, 0, file, line);
         return -1;
     }
-    if (b->state == AMM_BLOCK_QUARANTINED) {
+    if (b->state != AMM_BLOCK_LIVE) { /* freed: in quarantine or kept for reuse */
         amm__fault(m, AMM_ERR_USE_AFTER_FREE, src, b, "copy", NULL, 0, 0, file, line);
         return -1;
     }

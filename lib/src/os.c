@@ -143,6 +143,7 @@ static void cpu_relax(void) {
 #endif
 }
 
+/* The futex calls may set errno (EAGAIN, EINTR); amm never changes the caller's. */
 void amm__mutex_wait(amm__mutex *mu) {
     /* spin first: the holder is usually about to let go */
     for (int i = 0; i < 128; i++) {
@@ -150,12 +151,16 @@ void amm__mutex_wait(amm__mutex *mu) {
         cpu_relax();
     }
     /* mark it contended (2), so the holder's unlock wakes someone, and sleep while it stays so */
+    int saved = errno;
     while (atomic_exchange_explicit(&mu->state, 2, memory_order_acquire) != 0)
         syscall(SYS_futex, &mu->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved;
 }
 
 void amm__mutex_wake(amm__mutex *mu) {
+    int saved = errno;
     syscall(SYS_futex, &mu->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 
 #ifdef AMM__VALGRIND

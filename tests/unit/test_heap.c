@@ -830,6 +830,8 @@ TEST(kept_chunk_freed_again_is_a_double_free)
     EXPECT_EQ(amm_retain(m, a), 0);         /* every other use of it is refused too */
     EXPECT_EQ(f.kinds[AMM_ERR_DOUBLE_FREE], 2);
     EXPECT_EQ(amm_owns(m, a), 0);
+    EXPECT_NULL(amm_copy(m, a, 8));         /* reading it is a use after free */
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
     EXPECT_EQ(amm_check(m), 0);             /* nothing was damaged */
     FREE_OK(m, b);
     amm_destroy(m);
@@ -941,5 +943,35 @@ TEST(kept_chunks_merge_before_a_new_region_is_mapped)
     }
     EXPECT_EQ(amm_check(m), 0);
     EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(chunk_leaving_quarantine_is_kept_and_still_checked)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=64K,quarantine=1M,quarantine_blocks=1,reuse=4K", &f);
+    amm_stats st;
+    void *a, *b, *c, *d;
+    ALLOC_OK(m, a, 16, 0);
+    ALLOC_OK(m, b, 16, 0);
+    ALLOC_OK(m, c, 16, 0);
+    FREE_OK(m, a);                          /* quarantined */
+    FREE_OK(m, b);                          /* quarantined; a leaves quarantine and is kept */
+    EXPECT_HEAP(m, "[F48 Q48 U48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    EXPECT_EQ(st.quarantine_blocks, 1);
+    EXPECT_EQ(amm_free(m, a), -1);          /* still a double free */
+    EXPECT_EQ(f.kinds[AMM_ERR_DOUBLE_FREE], 1);
+    EXPECT_EQ(f.last.block_size, 16);
+    ALLOC_OK(m, d, 16, 0);                  /* the kept chunk, with fresh canaries and fill */
+    EXPECT_EQ(d, a);
+    EXPECT_EQ(((unsigned char *)d)[0], AMM_FILL_NEW);
+    h_unpoison((unsigned char *)d + 16, 1);
+    ((unsigned char *)d)[16] = 0;           /* one byte past the end: its new canary catches it */
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_OVERFLOW);
+    EXPECT_EQ(amm_free(m, d), 0);
+    EXPECT_EQ(amm_free(m, c), 0);
     amm_destroy(m);
 }

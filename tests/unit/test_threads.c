@@ -10,6 +10,7 @@
  */
 #include "../harness.h"
 
+#include <errno.h>
 #include <pthread.h>
 
 #define NTHREADS 8
@@ -289,5 +290,45 @@ TEST(faults_from_eight_threads_while_pools_appear)
         EXPECT_EQ(st.live_blocks, 0);
         EXPECT_EQ(st.pool_slots_used, 0);
     }
+    amm_destroy(m);
+}
+
+/* errno is the caller's: a contended lock (futex calls that fail with EAGAIN
+ * or EINTR) must not change it, as pthread_mutex_lock never did. */
+typedef struct errno_worker {
+    amm_manager *m;
+    size_t changed;
+} errno_worker;
+
+static void *errno_work(void *arg)
+{
+    errno_worker *w = (errno_worker *)arg;
+    for (int i = 0; i < 200000; i++) {
+        errno = 12345;
+        void *p = amm_alloc(w->m, 32, 0);
+        int rc = amm_free(w->m, p);
+        if (errno != 12345 || !p || rc != 0)
+            w->changed++;
+    }
+    return NULL;
+}
+
+TEST(contended_lock_leaves_errno_alone)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0", &f);
+    pthread_t th[4];
+    errno_worker w[4];
+    for (int t = 0; t < 4; t++) {
+        w[t].m = m;
+        w[t].changed = 0;
+        ASSERT_EQ(pthread_create(&th[t], NULL, errno_work, &w[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        EXPECT_EQ(pthread_join(th[t], NULL), 0);
+        EXPECT_EQ(w[t].changed, 0);
+    }
+    EXPECT_EQ(amm_check(m), 0);
+    EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
