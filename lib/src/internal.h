@@ -59,7 +59,7 @@
 #define AMM__SL_COUNT (1u << AMM__SL_LOG)
 #define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
 #define AMM__BINNED 3                   /* internal block state: a freed heap chunk kept whole for reuse */
-#define AMM__REUSE_CHUNK_MAX ((size_t)1024) /* chunks up to this size are kept for reuse on free */
+#define AMM__REUSE_CHUNK_MAX ((size_t)4160) /* chunks up to this size (4 KiB and 2 canaries) are kept for reuse */
 #define AMM__REUSE_CLASSES (AMM__REUSE_CHUNK_MAX / 16 + 1)
 
 _Static_assert((AMM__GRANULE & (AMM__GRANULE - 1)) == 0, "granule must be a power of two");
@@ -173,6 +173,7 @@ struct amm_manager {
     uint32_t sl_bitmap[AMM__FL_COUNT];
     amm__block *bins[AMM__FL_COUNT][AMM__SL_COUNT];
     amm__block *reuse[AMM__REUSE_CLASSES]; /* BINNED chunks by raw_size / 16, linked through next_free */
+    amm__block *reuse_loose;   /* the one kept chunk that was freed next to a free span, or NULL */
     size_t reuse_blocks, reuse_bytes;
     amm__region **regions;   /* in creation order */
     size_t region_count, region_cap, next_region_id;

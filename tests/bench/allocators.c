@@ -12,7 +12,8 @@
  *        come from its own library, and a block it returns must be counted by
  *        it (jemalloc thread.allocated, mimalloc mi_heap_contains_block).
  * amm:   one fresh manager per bench_alloc_begin, in checked (defaults) or
- *        fast (BENCH_AMM_FAST_OPTIONS) mode.
+ *        fast (BENCH_AMM_FAST_OPTIONS) mode, then $AMM_BENCH_OPTIONS on top
+ *        (an environment variable, so the --child processes get it too).
  */
 #define _GNU_SOURCE /* POSIX and glibc extensions under -std=c11 */
 #include "bench.h"
@@ -331,6 +332,11 @@ int bench_alloc_begin(bench_alloc *a)
     amm_config_defaults(&cfg);
     if (a->kind == BENCH_AMM_FAST && amm_config_parse(&cfg, BENCH_AMM_FAST_OPTIONS, err, sizeof err) != 0) {
         bench_fail("amm_config_parse(\"%s\"): %s", BENCH_AMM_FAST_OPTIONS, err);
+        return -1;
+    }
+    const char *extra = getenv(BENCH_AMM_EXTRA_ENV);
+    if (extra && amm_config_parse(&cfg, extra, err, sizeof err) != 0) {
+        bench_fail("%s=\"%s\": %s", BENCH_AMM_EXTRA_ENV, extra, err);
         return -1;
     }
     a->ctx = amm_create(&cfg);

@@ -288,7 +288,9 @@ static void print_machine(bench_alloc all[BENCH_KIND_COUNT], const args *a)
     bench_report_meta("mimalloc", buf);
     snprintf(buf, sizeof buf, "%s", all[BENCH_JEMALLOC].available ? v->jemalloc : all[BENCH_JEMALLOC].why_missing);
     bench_report_meta("jemalloc", buf);
-    snprintf(buf, sizeof buf, "%s; checked = defaults, fast = %s", v->amm, BENCH_AMM_FAST_OPTIONS);
+    const char *extra = getenv(BENCH_AMM_EXTRA_ENV);
+    snprintf(buf, sizeof buf, "%s; checked = defaults, fast = %s%s%s%s", v->amm, BENCH_AMM_FAST_OPTIONS,
+             extra ? "; both + " : "", extra ? extra : "", extra ? " (" BENCH_AMM_EXTRA_ENV ")" : "");
     bench_report_meta("amm", buf);
     snprintf(buf, sizeof buf, "%llu (from %s)", (unsigned long long)a->opts.seed, a->seed_from);
     bench_report_meta("seed", buf);

@@ -47,6 +47,8 @@ typedef enum bench_kind {
 
 /* The options string that turns amm's costly checks off ("fast" mode). */
 #define BENCH_AMM_FAST_OPTIONS "canary=0,quarantine=0,fill=0"
+/* Options applied to both amm columns after their own, e.g. "reuse=0". */
+#define BENCH_AMM_EXTRA_ENV "AMM_BENCH_OPTIONS"
 
 typedef struct bench_alloc {
     bench_kind kind;

@@ -870,21 +870,65 @@ TEST(reuse_keeps_at_most_its_bytes_and_small_chunks_only)
     h_faults f;
     amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0,region_size=64K,reuse=96", &f);
     amm_stats st;
-    void *p[5], *big;
+    void *p[5], *big, *small;
     for (int i = 0; i < 5; i++)
         ALLOC_OK(m, p[i], 16, 0);
     FREE_OK(m, p[0]);
     FREE_OK(m, p[1]);
-    FREE_OK(m, p[3]);                       /* 96 bytes kept already: this one merges at once */
+    FREE_OK(m, p[3]);                       /* 96 bytes kept already: this one goes to the free lists */
     amm_get_stats(m, &st);
     EXPECT_EQ(st.reuse_bytes, 96);
-    FREE_OK(m, p[2]);                       /* merges with p[3]'s chunk, not with the kept p[1] */
-    EXPECT_HEAP(m, "[F48 F48 F96 U48 F*]");
-    ALLOC_OK(m, big, 2000, 0);              /* over 1 KiB: never kept */
+    EXPECT_HEAP(m, "[F48 F48 U48 F48 U48 F*]");
+    FREE_OK(m, p[2]);                       /* merges with p[3]'s span and takes the kept p[1] in too */
+    EXPECT_HEAP(m, "[F48 F144 U48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    FREE_OK(m, p[4]);
+    amm_destroy(m);
+
+    m = h_new_manager("quarantine=0,quarantine_blocks=0,region_size=64K,reuse=64K", &f);
+    ALLOC_OK(m, big, 5000, 0);              /* a 5040-byte chunk: over the 4160 kept at most */
+    ALLOC_OK(m, small, 4096, 0);            /* 4128 bytes: kept */
     FREE_OK(m, big);
     amm_get_stats(m, &st);
-    EXPECT_EQ(st.reuse_bytes, 96);
-    FREE_OK(m, p[4]);
+    EXPECT_EQ(st.reuse_bytes, 0);
+    FREE_OK(m, small);
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 4128);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+TEST(only_one_kept_chunk_borders_free_space)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager(KEEP, &f);
+    amm_stats st;
+    void *a, *big, *c, *d, *e, *x;
+    ALLOC_OK(m, a, 16, 0);
+    FREE_OK(m, a);                          /* next to the free span it came from: kept, the loose one */
+    EXPECT_HEAP(m, "[F48 F*]");
+    ALLOC_OK(m, x, 16, 0);                  /* the pattern it is kept for: alloc, free, alloc again */
+    EXPECT_EQ(x, a);
+    ALLOC_OK(m, big, 5000, 0);              /* 5040 bytes: too big to keep */
+    ALLOC_OK(m, c, 16, 0);
+    ALLOC_OK(m, d, 16, 0);
+    ALLOC_OK(m, e, 16, 0);
+    FREE_OK(m, big);                        /* a free span */
+    FREE_OK(m, c);                          /* borders it: kept as the loose one */
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    EXPECT_HEAP(m, "[U48 F5040 F48 U48 U48 F*]");
+    FREE_OK(m, e);                          /* borders the free tail: the new loose one; c joins the span */
+    EXPECT_HEAP(m, "[U48 F5088 U48 F48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    EXPECT_EQ(st.largest_free, st.free_bytes - 5088 - 48);  /* the tail; 5088 and e are the others */
+    FREE_OK(m, d);                          /* borders the span too: loose now; e joins the tail */
+    EXPECT_HEAP(m, "[U48 F5088 F48 F*]");
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 48);
+    FREE_OK(m, x);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }

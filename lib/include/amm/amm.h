@@ -159,7 +159,7 @@ typedef enum amm_on_error { AMM_ON_ERROR_REPORT = 0, AMM_ON_ERROR_ABORT = 1 } am
     X(large_threshold, SIZE, 1 << 18, 4096, (size_t)1 << 40, "blocks this large or larger get their own mapping") \
     X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "free heap spans this large give their whole pages back to the system (0: only amm_defragment does)") \
     X(purge_delay, UINT, 1, 0, 1u << 20, "milliseconds a purge batch waits at least after the last one (0: none)") \
-    X(reuse, SIZE, 4 << 10, 0, (size_t)1 << 30, "freed heap chunks up to 1 KiB are kept whole for reuse by a request of their size, up to this many bytes in all (0: every free merges at once)") \
+    X(reuse, SIZE, 64 << 10, 0, (size_t)1 << 30, "freed heap chunks up to 4 KiB (and canaries) are kept whole for the next request of their size, up to this many bytes in all (0: every free merges at once)") \
     X(leaks, BOOL, 0, 0, 1, "amm_destroy (and the LD_PRELOAD shim at exit) reports blocks still live, by allocation site") \
     X(check_every, UINT, 0, 0, 1u << 31, "run amm_check every N operations (0: never)")          \
     X(sample_every, UINT, 1024, 0, 1u << 31, "trace a stats sample every N operations (0: never)") \
