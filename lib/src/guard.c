@@ -209,7 +209,7 @@ static void quarantine_evict(amm_manager *m) { quarantine_evict_block(m, m->q_he
 
 void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p) {
     amm__block *b = m->q_head;
-    while (b && b->pool != p) b = b->q_next;
+    while (b && amm__pool_of(b) != p) b = b->q_next;
     if (b) quarantine_evict_block(m, b);
 }
 
@@ -222,7 +222,7 @@ void amm__quarantine_push(amm_manager *m, amm__block *b) {
     if (m->cfg.fill) memset((void *)b->user, AMM_FILL_FREED, b->size);
     b->state = AMM_BLOCK_QUARANTINED;
     amm__san_restore(m, b);
-    if (b->pool) b->pool->quarantined++;
+    if (amm__pool_of(b)) b->pool->quarantined++;
     b->q_prev = m->q_tail;
     b->q_next = NULL;
     if (m->q_tail) m->q_tail->q_next = b;

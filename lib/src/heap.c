@@ -388,10 +388,10 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
 
 /* Takes kept chunk c off its list; its bytes are no longer counted free. */
 static void reuse_unlink(amm_manager *m, amm__block *c) {
-    if (c->prev_free) c->prev_free->next_free = c->next_free;
-    else m->reuse[c->raw_size / AMM__GRANULE] = c->next_free;
-    if (c->next_free) c->next_free->prev_free = c->prev_free;
-    c->prev_free = c->next_free = NULL;
+    if (c->q_prev) c->q_prev->q_next = c->q_next;
+    else m->reuse[c->raw_size / AMM__GRANULE] = c->q_next;
+    if (c->q_next) c->q_next->q_prev = c->q_prev;
+    c->q_prev = c->q_next = NULL;
     if (m->reuse_loose == c) m->reuse_loose = NULL;
     m->reuse_blocks--;
     m->reuse_bytes -= c->raw_size;
@@ -431,9 +431,9 @@ static int reuse_keep(amm_manager *m, amm__block *b) {
     b->flags = 0;
     b->refcount = 0;
     size_t cls = b->raw_size / AMM__GRANULE;
-    b->prev_free = NULL;
-    b->next_free = m->reuse[cls];
-    if (b->next_free) b->next_free->prev_free = b;
+    b->q_prev = NULL;
+    b->q_next = m->reuse[cls];
+    if (b->q_next) b->q_next->q_prev = b;
     m->reuse[cls] = b;
     if (loose) m->reuse_loose = b;
     m->reuse_blocks++;
@@ -666,7 +666,7 @@ size_t amm__heap_check(amm_manager *m) {
     size_t kept_listed = 0, kept_bytes = 0;
     int kept_ok = 1;
     for (size_t cls = 0; cls < AMM__REUSE_CLASSES; cls++) {
-        for (const amm__block *c = m->reuse[cls]; c && kept_listed <= kept; c = c->next_free) {
+        for (const amm__block *c = m->reuse[cls]; c && kept_listed <= kept; c = c->q_next) {
             if (c->state != AMM__BINNED || c->raw_size / AMM__GRANULE != cls) kept_ok = 0;
             kept_listed++;
             kept_bytes += c->raw_size;

@@ -70,29 +70,44 @@ _Static_assert(AMM__FL_COUNT <= 64, "first-level bitmap is 64 bits");
 typedef struct amm__region amm__region;
 typedef struct amm__block amm__block;
 
-/* A block record: a heap chunk, a pool slot or a large mapping. */
+/* A block record: a heap chunk, a pool slot or a large mapping.  104 bytes:
+ * a free heap chunk's list links share room with the serial and site that
+ * only a block (live, quarantined, kept, or a pool slot) has, and the region
+ * with the pool (origin says which). */
 struct amm__block {
     uintptr_t raw;         /* first byte of the chunk/slot/mapping (always valid) */
     size_t raw_size;       /* bytes of the chunk/slot/mapping (always valid) */
-    uintptr_t user;        /* user pointer; valid when state != FREE */
-    size_t size;           /* requested bytes; valid when state != FREE */
-    uint64_t serial;       /* allocation serial (0: never allocated, pool slots) */
-    const char *file;      /* allocation site; NULL if unknown */
+    uintptr_t user;        /* user pointer; valid when state != FREE (and in a free pool slot) */
+    size_t size;           /* requested bytes; as user */
+    union {
+        struct {           /* HEAP FREE: segregated free list links; an unused record: the record free list */
+            amm__block *prev_free;
+            amm__block *next_free;
+        };
+        struct {           /* every other record */
+            uint64_t serial;    /* allocation serial (0: never allocated, pool slots) */
+            const char *file;   /* allocation site; NULL if unknown */
+        };
+    };
     int line;
     uint32_t refcount;     /* >= 1 when LIVE */
     uint8_t align_log2;    /* alignment the user asked for (after defaulting) */
-    uint8_t state;         /* amm_block_state */
+    uint8_t state;         /* amm_block_state, or AMM__BINNED */
     uint8_t origin;        /* amm_origin */
-    uint8_t flags;         /* AMM_ALLOC_* flags kept with the block */
-    amm__region *region;   /* HEAP: the region; NULL otherwise */
-    amm_pool *pool;        /* POOL: the pool; NULL otherwise */
+    uint8_t flags;         /* AMM_ALLOC_* flags kept with the block; AMM__CHUNK_* on a FREE heap chunk */
+    union {
+        amm__region *region; /* HEAP: the region */
+        amm_pool *pool;      /* POOL: the pool (LARGE: neither) */
+    };
     amm__block *prev_phys; /* HEAP: neighbours in address order (boundary tags, out of band) */
     amm__block *next_phys;
-    amm__block *prev_free; /* HEAP FREE: segregated free list links; BINNED: the reuse list; the record free list */
-    amm__block *next_free;
-    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list */
-    amm__block *q_next;
+    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list; */
+    amm__block *q_next;    /* BINNED: the reuse list of its size */
 };
+_Static_assert(sizeof(amm__block) <= 104, "a block record stays at 104 bytes (RSS: one per block and free span)");
+
+/* The pool of a block, or NULL for a heap chunk or large mapping. */
+static inline amm_pool *amm__pool_of(const amm__block *b) { return b->origin == AMM_ORIGIN_POOL ? b->pool : NULL; }
 
 /* A managed heap region: one mapping tiled by chunks. */
 struct amm__region {
@@ -172,7 +187,7 @@ struct amm_manager {
     uint64_t fl_bitmap;
     uint32_t sl_bitmap[AMM__FL_COUNT];
     amm__block *bins[AMM__FL_COUNT][AMM__SL_COUNT];
-    amm__block *reuse[AMM__REUSE_CLASSES]; /* BINNED chunks by raw_size / 16, linked through next_free */
+    amm__block *reuse[AMM__REUSE_CLASSES]; /* BINNED chunks by raw_size / 16, linked through q_prev/q_next */
     amm__block *reuse_loose;   /* the one kept chunk that was freed next to a free span, or NULL */
     size_t reuse_blocks, reuse_bytes;
     amm__region **regions;   /* in creation order */

@@ -397,7 +397,7 @@ static void retire(amm_manager *m, amm__block *b, const char *op, const char *fi
     m->live_blocks--;
     m->live_bytes -= b->size;
     m->total_frees++;
-    if (b->pool) {
+    if (amm__pool_of(b)) {
         b->pool->used--;
         m->pool_slots_used--;
     }
