@@ -100,8 +100,7 @@ uintptr_t amm__canary_last_bad(const amm_manager *m, uintptr_t start, uintptr_t 
     return 0;
 }
 
-void amm__san_restore(const amm_manager *m, const amm__block *b) {
-    (void)m;
+__attribute__((noinline)) static void san_restore_now(const amm__block *b) {
     if (b->state != AMM_BLOCK_LIVE) {
         amm__san_freed(b->raw, b->raw_size);
         return;
@@ -110,10 +109,19 @@ void amm__san_restore(const amm_manager *m, const amm__block *b) {
     amm__san_guard_after(b->user + b->size, b->raw + b->raw_size);
 }
 
+void amm__san_restore(const amm_manager *m, const amm__block *b) {
+    (void)m;
+    if (amm__san_on()) san_restore_now(b); /* the test first: the shadow calls need a stack frame */
+}
+
 /* Opens both guards of b for amm's own access; amm__san_restore closes them. */
-static void open_guards(const amm__block *b) {
+__attribute__((noinline)) static void open_guards_now(const amm__block *b) {
     amm__san_open(b->raw, b->user - b->raw);
     amm__san_open(b->user + b->size, b->raw + b->raw_size - b->user - b->size);
+}
+
+static inline void open_guards(const amm__block *b) {
+    if (amm__san_on()) open_guards_now(b);
 }
 
 void amm__guard_write(const amm_manager *m, const amm__block *b) {

@@ -45,6 +45,18 @@ static inline int amm__valgrind_on(void) {
 #define AMM__VG(request) do { if (amm__valgrind_on()) { request; } } while (0)
 #endif
 
+/* 1 when a sanitizer is watching (an ASan build, or a run under Valgrind):
+ * callers that do several shadow updates in a row test it once. */
+static inline int amm__san_on(void) {
+#if defined(AMM__ASAN)
+    return 1;
+#elif defined(AMM__VALGRIND)
+    return amm__valgrind_on();
+#else
+    return 0;
+#endif
+}
+
 /* Fresh mappings up to this size are marked free for the sanitizers at once;
  * larger ones stay open until their bytes are first used (the shadow work of
  * a mapping is 1/8 of its size). */
