@@ -226,13 +226,6 @@ static void reuse_detach(amm_manager *m, amm__block *c);
 static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
     unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = c->flags & AMM__CHUNK_AGED;
     c->state = AMM_BLOCK_FREE;
-    if (freed) { /* an idle (aged) neighbour is purged before bytes in use join it and make it young */
-        amm__block *n = c->next_phys, *p = c->prev_phys;
-        if (n && n->state == AMM_BLOCK_FREE && (n->flags & AMM__CHUNK_AGED) && (n->flags & AMM__CHUNK_DIRTY))
-            purge_chunk(m, n);
-        if (p && p->state == AMM_BLOCK_FREE && (p->flags & AMM__CHUNK_AGED) && (p->flags & AMM__CHUNK_DIRTY))
-            purge_chunk(m, p);
-    }
     /* a kept neighbour joins the span: a kept chunk never splits free space (reuse lists, below) */
     if (c->next_phys && c->next_phys->state == AMM__BINNED) {
         reuse_detach(m, c->next_phys);
@@ -244,7 +237,15 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
         reuse_detach(m, p);
         absorb_next(m, p);
         c = p;
+        c->state = AMM_BLOCK_FREE;
         clean = 0;
+    }
+    if (freed) { /* an idle (aged) neighbour is purged before bytes in use join it and make it young */
+        amm__block *n = c->next_phys, *p = c->prev_phys;
+        if (n && n->state == AMM_BLOCK_FREE && (n->flags & AMM__CHUNK_AGED) && (n->flags & AMM__CHUNK_DIRTY))
+            purge_chunk(m, n);
+        if (p && p->state == AMM_BLOCK_FREE && (p->flags & AMM__CHUNK_AGED) && (p->flags & AMM__CHUNK_DIRTY))
+            purge_chunk(m, p);
     }
     if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
         clean &= c->next_phys->flags;
@@ -345,6 +346,13 @@ static void region_drop(amm_manager *m, size_t index) {
 
 /* ---- allocation ---- */
 
+/* The sanitizers may have been told about c's bytes from now on: the region's
+ * unmap must clear their shadow that far (big regions are shadowed lazily). */
+static void note_shadowed(const amm__block *c) {
+    if (c->raw + c->raw_size - c->region->base > c->region->shadowed)
+        c->region->shadowed = c->raw + c->raw_size - c->region->base;
+}
+
 /* Takes a chunk fit for (need, align) and carves the block out of it. */
 static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t align) {
     uintptr_t user = amm__align_up(c->raw + m->front, align);
@@ -360,9 +368,7 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
     }
     trim_tail(m, c, need, 0);
     c->user = user;
-    if (c->raw + c->raw_size - c->region->base > c->region->shadowed) {
-        c->region->shadowed = c->raw + c->raw_size - c->region->base;
-    }
+    note_shadowed(c);
     return c;
 }
 
@@ -460,7 +466,8 @@ void amm__heap_unbin(amm_manager *m) {
 amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align) {
     if (size > AMM__REUSE_CHUNK_MAX || align > AMM__GRANULE) return NULL;
     size_t need = amm__heap_chunk_need(m, size);
-    amm__block *c = need <= AMM__REUSE_CHUNK_MAX ? reuse_take(m, need) : NULL;
+    /* a request large_threshold sends to its own mapping never takes a kept chunk */
+    amm__block *c = need <= AMM__REUSE_CHUNK_MAX && need < m->cfg.large_threshold ? reuse_take(m, need) : NULL;
     if (!c) return NULL;
     /* the user pointer of a heap chunk is always raw + front: the registry key stands */
     c->region->used_chunks++;
@@ -526,6 +533,7 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
         b->flags = (uint8_t)(keep | clean);
         trim_tail(m, b, need, 0);
         b->flags = keep;
+        note_shadowed(b); /* its guards move into bytes no block had before */
     } else {
         trim_tail(m, b, need, 1);
     }

@@ -59,7 +59,7 @@
 #define AMM__SL_COUNT (1u << AMM__SL_LOG)
 #define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
 #define AMM__BINNED 3                   /* internal block state: a freed heap chunk kept whole for reuse */
-#define AMM__REUSE_CHUNK_MAX ((size_t)4160) /* chunks up to this size (4 KiB and 2 canaries) are kept for reuse */
+#define AMM__REUSE_CHUNK_MAX ((size_t)4160) /* chunks up to this size are kept for reuse: 4 KiB, canaries <= 32 */
 #define AMM__REUSE_CLASSES (AMM__REUSE_CHUNK_MAX / 16 + 1)
 
 _Static_assert((AMM__GRANULE & (AMM__GRANULE - 1)) == 0, "granule must be a power of two");

@@ -1019,3 +1019,56 @@ TEST(chunk_leaving_quarantine_is_kept_and_still_checked)
     EXPECT_EQ(amm_free(m, c), 0);
     amm_destroy(m);
 }
+
+TEST(kept_chunk_never_serves_a_request_for_its_own_mapping)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=0,quarantine_blocks=0,large_threshold=4096", &f);
+    amm_block_info info;
+    void *p, *q, *r;
+    ALLOC_OK(m, p, 100, 0);
+    q = amm_realloc(m, p, 4064, 0);         /* grows in place to a 4096-byte heap chunk */
+    ASSERT_NOT_NULL(q);
+    ASSERT_TRUE(h_block_info(m, q, &info));
+    EXPECT_EQ(info.origin, AMM_ORIGIN_HEAP);
+    FREE_OK(m, q);                          /* kept: 4096 bytes is under the 4160 kept at most */
+    ALLOC_OK(m, r, 4064, 0);                /* needs 4096 >= large_threshold: its own mapping */
+    ASSERT_TRUE(h_block_info(m, r, &info));
+    EXPECT_EQ(info.origin, AMM_ORIGIN_LARGE);
+    FREE_OK(m, r);
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
+#ifdef H_ASAN
+#include <sys/mman.h>
+/* A block that grows in place into a big (lazily shadowed) region puts its
+ * guards where no block was before; when the region goes back to the system
+ * the shadow of those bytes must be cleared too, or the next mapping there
+ * trips a false use-after-free. */
+TEST(region_unmap_clears_the_shadow_of_a_grown_block)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("region_size=32M,large_threshold=1G,reuse=0,quarantine=0,quarantine_blocks=0", &f);
+    amm_defrag_report rep;
+    void *p, *q;
+    ALLOC_OK(m, p, 100, 0);
+    uintptr_t base = (uintptr_t)p & ~(uintptr_t)(4096 - 1);
+    q = amm_realloc(m, p, (size_t)20 << 20, 0);
+    ASSERT_NOT_NULL(q);
+    EXPECT_EQ(q, p);                        /* grown in place */
+    FREE_OK(m, q);
+    amm_defragment(m, AMM_DEFRAG_RELEASE, &rep);
+    EXPECT_EQ(rep.regions_released, 1);
+    void *again = mmap((void *)base, (size_t)32 << 20, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (again == (void *)base) {
+        memset(again, 1, (size_t)32 << 20); /* a stale poison byte would stop ASan here */
+        munmap(again, (size_t)32 << 20);
+    } else if (again != MAP_FAILED) {
+        munmap(again, (size_t)32 << 20);
+    }
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+#endif
