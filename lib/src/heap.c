@@ -293,7 +293,6 @@ static void trim_tail(amm_manager *m, amm__block *c, size_t keep, int was_used) 
     else free_chunk(m, t, 0);
 }
 
-
 /* ---- regions ---- */
 
 static amm__region *region_new(amm_manager *m, size_t min_bytes) {
@@ -680,6 +679,7 @@ size_t amm__heap_check(amm_manager *m) {
             kept_bytes += c->raw_size;
         }
     }
+    if (m->reuse_loose && m->reuse_loose->state != AMM__BINNED) kept_ok = 0;
     if (!kept_ok || kept_listed != kept || kept != m->reuse_blocks || kept_bytes != m->reuse_bytes ||
         m->reuse_bytes > m->cfg.reuse) {
         amm__fault(m, AMM_ERR_CORRUPTION, NULL, NULL, "check", "heap reuse lists disagree with the chunks", 0, 0, NULL,

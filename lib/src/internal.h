@@ -36,8 +36,8 @@
  *   I10 the dirty lists (m->dirty_head, m->dirty_aged) hold exactly the FREE chunks flagged
  *       AMM__CHUNK_DIRTY, those flagged AMM__CHUNK_AGED on the aged one
  *   I11 the reuse lists (m->reuse) hold exactly the AMM__BINNED chunks, each in the list of its
- *       size; m->reuse_blocks/reuse_bytes count them; they stay in the registry (I4) and count
- *       as free bytes (I5)
+ *       size; m->reuse_blocks/reuse_bytes count them (at most cfg.reuse bytes); they stay in the
+ *       registry (I4) and count as free bytes (I5); m->reuse_loose is NULL or one of them
  */
 #ifndef AMM_INTERNAL_H
 #define AMM_INTERNAL_H
