@@ -521,6 +521,9 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
     if (need > b->raw_size) {
         amm__block *n = b->next_phys;
         if (n && n->state == AMM__BINNED) { /* a kept neighbour is free space a block may grow into */
+            amm__block *after = n->next_phys; /* with the free span after it, if any: is it enough? */
+            size_t room = n->raw_size + (after && after->state == AMM_BLOCK_FREE ? after->raw_size : 0);
+            if (b->raw_size + room < need) return -1; /* no: the kept chunk stays kept */
             reuse_free(m, n);
             n = b->next_phys;
         }

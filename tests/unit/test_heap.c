@@ -938,7 +938,7 @@ TEST(realloc_grows_into_a_kept_neighbour)
     h_faults f;
     amm_manager *m = h_new_manager(KEEP, &f);
     amm_stats st;
-    void *a, *b, *c, *q;
+    void *a, *b, *c, *d, *q;
     ALLOC_OK(m, a, 16, 0);
     ALLOC_OK(m, b, 16, 0);
     ALLOC_OK(m, c, 16, 0);
@@ -952,8 +952,17 @@ TEST(realloc_grows_into_a_kept_neighbour)
     EXPECT_HEALTHY(m);
     amm_get_stats(m, &st);
     EXPECT_EQ(st.reuse_bytes, 0);
+    FREE_OK(m, c);                          /* kept, between q and the free tail: the loose one */
+    ALLOC_OK(m, c, 16, 0);                  /* takes it back */
+    ALLOC_OK(m, d, 16, 0);
+    FREE_OK(m, c);                          /* kept between q and d */
+    q = amm_realloc(m, q, 200, 0);          /* needs 240: q's 96 and the kept 48 are not enough */
+    ASSERT_NOT_NULL(q);
+    EXPECT_NE(q, a);                        /* moved */
+    amm_get_stats(m, &st);
+    EXPECT_EQ(st.reuse_bytes, 96 + 48);     /* c is still kept (and a's old chunk too) */
     FREE_OK(m, q);
-    FREE_OK(m, c);
+    FREE_OK(m, d);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
 }
