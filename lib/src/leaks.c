@@ -14,6 +14,7 @@
 typedef struct leak_site {
     const char *file; /* NULL: site unknown */
     int line;
+    int full_path;    /* another site has the same base name: print the whole path */
     size_t bytes, blocks;
 } leak_site;
 
@@ -25,7 +26,7 @@ typedef struct leak_ctx {
 static int collect(const amm_block_info *b, void *user) {
     leak_ctx *ctx = user;
     if (b->state != AMM_BLOCK_LIVE || ctx->count == ctx->cap) return 0;
-    ctx->sites[ctx->count++] = (leak_site){b->site.file, b->site.line, b->size, 1};
+    ctx->sites[ctx->count++] = (leak_site){b->site.file, b->site.line, 0, b->size, 1};
     return 0;
 }
 
@@ -34,6 +35,18 @@ static int by_site(const leak_site *a, const leak_site *b) {
     if (!a->file || !b->file) return (a->file == NULL) - (b->file == NULL);
     int c = a->file == b->file ? 0 : strcmp(a->file, b->file);
     return c ? c : (a->line > b->line) - (a->line < b->line);
+}
+
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* Orders by base name, then by the whole path (unknown sites last). */
+static int by_base_name(const leak_site *a, const leak_site *b) {
+    if (!a->file || !b->file) return (a->file == NULL) - (b->file == NULL);
+    int c = strcmp(base_name(a->file), base_name(b->file));
+    return c ? c : (a->file == b->file ? 0 : strcmp(a->file, b->file));
 }
 
 /* Orders by bytes, most first; ties by site. */
@@ -71,8 +84,25 @@ static void print_site(FILE *out, const leak_site *s) {
     fprintf(out, "amm: leak: %zu byte%s in %zu block%s allocated at ", s->bytes, s->bytes == 1 ? "" : "s", s->blocks,
             s->blocks == 1 ? "" : "s");
     char site[AMM__SITE_TEXT];
-    amm__site_format(site, sizeof site, s->file, s->line);
+    if (s->file && s->full_path && s->line > 0) snprintf(site, sizeof site, "%s:%d", s->file, s->line);
+    else if (s->file && s->full_path) snprintf(site, sizeof site, "%s", s->file);
+    else amm__site_format(site, sizeof site, s->file, s->line);
     fprintf(out, "%s\n", s->file ? site : "an unknown site");
+}
+
+/* Sites whose files share a base name (a/util.c, b/util.c) would print alike:
+ * those print their whole path.  Reorders the sites. */
+static void mark_ambiguous(leak_site *v, size_t n) {
+    heap_sort(v, n, by_base_name);
+    for (size_t start = 0, end; start < n && v[start].file; start = end) {
+        /* the run of sites with v[start]'s base name: sorted by path, so its ends differ if any two do */
+        int mixed = 0;
+        for (end = start + 1; end < n && v[end].file && strcmp(base_name(v[end].file), base_name(v[start].file)) == 0;
+             end++) {
+            mixed |= strcmp(v[end].file, v[start].file) != 0;
+        }
+        for (size_t i = start; mixed && i < end; i++) v[i].full_path = 1;
+    }
 }
 
 size_t amm_leak_report(amm_manager *m, FILE *out, size_t max_sites) {
@@ -109,6 +139,7 @@ size_t amm_leak_report(amm_manager *m, FILE *out, size_t max_sites) {
             ctx.sites[sites++] = ctx.sites[i];
         }
     }
+    mark_ambiguous(ctx.sites, sites);
     heap_sort(ctx.sites, sites, by_bytes);
     size_t shown = max_sites && max_sites < sites ? max_sites : sites;
     for (size_t i = 0; i < shown; i++) print_site(out, &ctx.sites[i]);

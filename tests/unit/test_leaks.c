@@ -72,6 +72,25 @@ TEST(grouped_by_site_most_bytes_first)
     amm_destroy(m); /* leaks off (the default): nothing printed */
 }
 
+TEST(same_file_name_in_two_directories_prints_whole_paths)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("", &f);
+    char text[1024];
+    ASSERT_NOT_NULL(amm_alloc_at(m, 300, 0, 0, "net/util.c", 12));
+    ASSERT_NOT_NULL(amm_alloc_at(m, 200, 0, 0, "disk/util.c", 12));
+    ASSERT_NOT_NULL(amm_alloc_at(m, 100, 0, 0, "disk/util.c", 40));
+    ASSERT_NOT_NULL(amm_alloc_at(m, 50, 0, 0, "src/main.c", 3));
+    EXPECT_EQ(report_text(m, 0, text, sizeof text), 4);
+    EXPECT_STREQ(text, "amm: leak: 300 bytes in 1 block allocated at net/util.c:12\n"
+                       "amm: leak: 200 bytes in 1 block allocated at disk/util.c:12\n"
+                       "amm: leak: 100 bytes in 1 block allocated at disk/util.c:40\n"
+                       "amm: leak: 50 bytes in 1 block allocated at main.c:3\n"
+                       "amm: leak summary: 650 bytes in 4 blocks still live, from 4 sites\n");
+    EXPECT_FAULTS(&f, 0);
+    amm_destroy(m);
+}
+
 TEST(many_blocks_many_sites)
 {
     /* 2000 blocks over 37 lines of one file: every site once, bytes adding up */
