@@ -367,9 +367,13 @@ static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; 
 static inline unsigned amm__log2(size_t v) { return v ? (unsigned)(63 - __builtin_clzll((unsigned long long)v)) : 0; }
 
 /* ---- report.c ---- */
-/* A site as printouts name it: base name, ":LINE" when line > 0; "-" for none. */
+/* A site as printouts name it: the file's base name, then ":LINE" when a line
+ * is known (line 0: the LD_PRELOAD shim's sites, names without one); "-" for
+ * none.  _path: the whole path instead of the base name when whole_path. */
 #define AMM__SITE_TEXT 300
 int amm__site_format(char *buf, size_t len, const char *file, int line);
+int amm__site_format_path(char *buf, size_t len, const char *file, int line, int whole_path);
+const char *amm__base_name(const char *path); /* after the last '/'; NULL stays NULL */
 /* Fills in what it can from b (may be NULL), counts the fault, traces it and calls the handler. */
 void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm__block *b,
                 const char *operation, const char *detail, long long offset, size_t bytes,

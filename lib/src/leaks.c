@@ -37,15 +37,10 @@ static int by_site(const leak_site *a, const leak_site *b) {
     return c ? c : (a->line > b->line) - (a->line < b->line);
 }
 
-static const char *base_name(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 /* Orders by base name, then by the whole path (unknown sites last). */
 static int by_base_name(const leak_site *a, const leak_site *b) {
     if (!a->file || !b->file) return (a->file == NULL) - (b->file == NULL);
-    int c = strcmp(base_name(a->file), base_name(b->file));
+    int c = strcmp(amm__base_name(a->file), amm__base_name(b->file));
     return c ? c : (a->file == b->file ? 0 : strcmp(a->file, b->file));
 }
 
@@ -84,9 +79,7 @@ static void print_site(FILE *out, const leak_site *s) {
     fprintf(out, "amm: leak: %zu byte%s in %zu block%s allocated at ", s->bytes, s->bytes == 1 ? "" : "s", s->blocks,
             s->blocks == 1 ? "" : "s");
     char site[AMM__SITE_TEXT];
-    if (s->file && s->full_path && s->line > 0) snprintf(site, sizeof site, "%s:%d", s->file, s->line);
-    else if (s->file && s->full_path) snprintf(site, sizeof site, "%s", s->file);
-    else amm__site_format(site, sizeof site, s->file, s->line);
+    amm__site_format_path(site, sizeof site, s->file, s->line, s->full_path);
     fprintf(out, "%s\n", s->file ? site : "an unknown site");
 }
 
@@ -95,10 +88,10 @@ static void print_site(FILE *out, const leak_site *s) {
 static void mark_ambiguous(leak_site *v, size_t n) {
     heap_sort(v, n, by_base_name);
     for (size_t start = 0, end; start < n && v[start].file; start = end) {
-        /* the run of sites with v[start]'s base name: sorted by path, so its ends differ if any two do */
+        /* the run of sites with v[start]'s base name; mixed when one of them has another path */
         int mixed = 0;
-        for (end = start + 1; end < n && v[end].file && strcmp(base_name(v[end].file), base_name(v[start].file)) == 0;
-             end++) {
+        const char *name = amm__base_name(v[start].file);
+        for (end = start + 1; end < n && v[end].file && strcmp(amm__base_name(v[end].file), name) == 0; end++) {
             mixed |= strcmp(v[end].file, v[start].file) != 0;
         }
         for (size_t i = start; mixed && i < end; i++) v[i].full_path = 1;

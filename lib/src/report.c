@@ -20,17 +20,20 @@ const char *amm_error_name(amm_error_kind kind) {
     return (unsigned)kind < AMM_ERR_COUNT ? kind_names[kind] : "unknown";
 }
 
-static const char *base_name(const char *path) {
+const char *amm__base_name(const char *path) {
     const char *slash = path ? strrchr(path, '/') : NULL;
     return slash ? slash + 1 : path;
 }
 
-/* A site as every printout names it: the file's base name, then ":LINE" when
- * a line is known (line 0: the LD_PRELOAD shim's sites, names without one). */
-int amm__site_format(char *buf, size_t len, const char *file, int line) {
+int amm__site_format_path(char *buf, size_t len, const char *file, int line, int whole_path) {
     if (!file) return snprintf(buf, len, "-");
-    if (line > 0) return snprintf(buf, len, "%s:%d", base_name(file), line);
-    return snprintf(buf, len, "%s", base_name(file));
+    const char *name = whole_path ? file : amm__base_name(file);
+    if (line > 0) return snprintf(buf, len, "%s:%d", name, line);
+    return snprintf(buf, len, "%s", name);
+}
+
+int amm__site_format(char *buf, size_t len, const char *file, int line) {
+    return amm__site_format_path(buf, len, file, line, 0);
 }
 
 /* Appends with snprintf semantics: *n counts what would have been written. */
