@@ -16,8 +16,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
-#include "sanitize.h"
+#include "hot.h"
 
 /* Canary bytes have the high bit set, so no byte 0-127 (ASCII, a small
  * non-negative count) ever matches one: a string or a count written past the

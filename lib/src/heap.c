@@ -23,8 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "sanitize.h"
+#include "hot.h"
 
 /* ---- size classes ---- */
 
@@ -389,24 +388,15 @@ static amm__block *carve(amm_manager *m, amm__block *c, size_t need, size_t alig
  * chunk was just carved from that span), which the next loose one sends back
  * to the free lists; and a chunk freed next to a kept one takes the kept one
  * into its span (free_chunk).  Compaction, release, destroy and a request the
- * free lists cannot meet put every kept chunk back first. */
-
-/* Takes kept chunk c off its list; its bytes are no longer counted free. */
-static void reuse_unlink(amm_manager *m, amm__block *c) {
-    if (c->q_prev) c->q_prev->q_next = c->q_next;
-    else m->reuse[c->raw_size / AMM__GRANULE] = c->q_next;
-    if (c->q_next) c->q_next->q_prev = c->q_prev;
-    c->q_prev = c->q_next = NULL;
-    if (m->reuse_loose == c) m->reuse_loose = NULL;
-    m->reuse_blocks--;
-    m->reuse_bytes -= c->raw_size;
-    m->heap_free_bytes -= c->raw_size;
-}
+ * free lists cannot meet put every kept chunk back first.
+ *
+ * Keeping a chunk and taking one back are on every free and alloc: they are
+ * inline in hot.h (amm__reuse_keep, amm__heap_reuse_alloc); the rest is here. */
 
 /* Kept chunk c stops being a block at all: off its list and the registry,
  * a bare chunk its caller merges or frees. */
 static void reuse_detach(amm_manager *m, amm__block *c) {
-    reuse_unlink(m, c);
+    amm__reuse_unlink(m, c);
     amm__registry_del(m, c->user);
     c->user = 0;
     c->size = 0;
@@ -416,63 +406,15 @@ static void reuse_detach(amm_manager *m, amm__block *c) {
 /* Kept chunk c becomes an ordinary free chunk (merged with free neighbours).
  * Its bytes were freed when it was kept, not now: they neither make the span
  * young nor move the purge clock. */
-static void reuse_free(amm_manager *m, amm__block *c) {
+void amm__reuse_free(amm_manager *m, amm__block *c) {
     reuse_detach(m, c);
     free_chunk(m, c, 0);
 }
 
-static int next_to_free_space(const amm__block *b) {
-    return (b->next_phys && b->next_phys->state == AMM_BLOCK_FREE) ||
-           (b->prev_phys && b->prev_phys->state == AMM_BLOCK_FREE);
-}
-
-/* Keeps b (heap, just out of use, still in the registry) for reuse; 0 if there is no room. */
-static int reuse_keep(amm_manager *m, amm__block *b) {
-    if (b->raw_size > AMM__REUSE_CHUNK_MAX || m->reuse_bytes + b->raw_size > m->cfg.reuse) return 0;
-    int loose = next_to_free_space(b);
-    if (loose && m->reuse_loose) reuse_free(m, m->reuse_loose); /* b is not free yet: it does not merge */
-    amm__san_freed(b->raw, b->raw_size);
-    b->state = AMM__BINNED;
-    b->flags = 0;
-    b->refcount = 0;
-    size_t cls = b->raw_size / AMM__GRANULE;
-    b->q_prev = NULL;
-    b->q_next = m->reuse[cls];
-    if (b->q_next) b->q_next->q_prev = b;
-    m->reuse[cls] = b;
-    if (loose) m->reuse_loose = b;
-    m->reuse_blocks++;
-    m->reuse_bytes += b->raw_size;
-    m->heap_free_bytes += b->raw_size;
-    return 1;
-}
-
-/* A kept chunk of exactly need bytes, off its list, or NULL. */
-static amm__block *reuse_take(amm_manager *m, size_t need) {
-    size_t cls = need / AMM__GRANULE;
-    amm__block *c = m->reuse[cls];
-    if (!c) return NULL; /* exact sizes only: a granule of slack on a 48-byte chunk would be a third more */
-    reuse_unlink(m, c);
-    return c;
-}
-
 void amm__heap_unbin(amm_manager *m) {
     for (size_t cls = 0; m->reuse_blocks && cls < AMM__REUSE_CLASSES; cls++) {
-        while (m->reuse[cls]) reuse_free(m, m->reuse[cls]);
+        while (m->reuse[cls]) amm__reuse_free(m, m->reuse[cls]);
     }
-}
-
-amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align) {
-    if (size > AMM__REUSE_CHUNK_MAX || align > AMM__GRANULE) return NULL;
-    size_t need = amm__heap_chunk_need(m, size);
-    /* a request large_threshold sends to its own mapping never takes a kept chunk */
-    amm__block *c = need <= AMM__REUSE_CHUNK_MAX && need < m->cfg.large_threshold ? reuse_take(m, need) : NULL;
-    if (!c) return NULL;
-    /* the user pointer of a heap chunk is always raw + front: the registry key stands */
-    c->region->used_chunks++;
-    c->region->used_bytes += c->raw_size;
-    amm__block_set_live(m, c, c->user, size, align);
-    return c;
 }
 
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
@@ -504,10 +446,7 @@ amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
     return c;
 }
 
-void amm__heap_release(amm_manager *m, amm__block *b) {
-    b->region->used_chunks--;
-    b->region->used_bytes -= b->raw_size;
-    if (reuse_keep(m, b)) return;
+void amm__heap_free_used(amm_manager *m, amm__block *b) {
     amm__registry_del(m, b->user);
     b->user = 0;
     b->size = 0;
@@ -524,7 +463,7 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
             amm__block *after = n->next_phys; /* with the free span after it, if any: is it enough? */
             size_t room = n->raw_size + (after && after->state == AMM_BLOCK_FREE ? after->raw_size : 0);
             if (b->raw_size + room < need) return -1; /* no: the kept chunk stays kept */
-            reuse_free(m, n);
+            amm__reuse_free(m, n);
             n = b->next_phys;
         }
         if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;

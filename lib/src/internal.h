@@ -200,6 +200,8 @@ struct amm_manager {
 
     amm_pool **pools;        /* creation order */
     size_t pool_count, pool_cap;
+    uintptr_t pool_lo;       /* every pool slab lies in [pool_lo, pool_lo + pool_span) (span 0: no pool) */
+    size_t pool_span;
 
     /* quarantine FIFO */
     amm__block *q_head, *q_tail;
@@ -291,7 +293,9 @@ typedef enum amm__lookup_kind {
     AMM__PTR_INTERIOR,   /* inside an amm range but not a block start; b = the containing block if known */
     AMM__PTR_FOREIGN     /* not in any amm range */
 } amm__lookup_kind;
-amm__lookup_kind amm__lookup(amm_manager *m, const void *ptr, amm__block **b);
+/* amm__lookup (hot.h) classifies a pointer; registry.c has its rare step: */
+/* The heap chunk of region reg holding addr, by walking the region (error path only: O(chunks)). */
+amm__block *amm__heap_containing(const amm__region *reg, uintptr_t addr);
 
 /* ---- guard.c: canaries, fill patterns, quarantine ---- */
 void amm__guard_init(amm_manager *m);
@@ -326,10 +330,10 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict ev
 
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
-void amm__heap_release(amm_manager *m, amm__block *b);                   /* kept for reuse, or to the free lists */
+/* (release, and alloc from the reuse lists: hot.h) */
+void amm__heap_free_used(amm_manager *m, amm__block *b);  /* out of the registry, merged into the free lists */
+void amm__reuse_free(amm_manager *m, amm__block *c);      /* a kept chunk to the free lists */
 void amm__heap_unbin(amm_manager *m);                                    /* reuse lists -> free lists */
-/* A LIVE block from the reuse lists (align <= 16), or NULL if none has the size. */
-amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t align);
 int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size);    /* in place; 0 ok, -1 cannot */
 size_t amm__heap_largest_free(const amm_manager *m);
 void amm__heap_destroy(amm_manager *m);
@@ -348,19 +352,16 @@ amm__block *amm__large_alloc(amm_manager *m, size_t size, size_t align);
 void amm__large_release(amm_manager *m, amm__block *b);
 int amm__large_resize(amm_manager *m, amm__block *b, size_t new_size);
 
-/* ---- pool.c ---- */
+/* ---- pool.c (alloc, release and lookup of a slot: hot.h) ---- */
 amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t align); /* args valid */
-amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align);
 amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int evict); /* smallest fitting pool */
-void amm__pool_release(amm_manager *m, amm__block *b);
+/* A freed slot is canary again, end to end, so amm_check finds writes into it (fill on). */
+void amm__pool_refill(amm_manager *m, amm__block *b);
 int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size);
-amm__lookup_kind amm__pool_lookup(amm_pool *p, uintptr_t addr, amm__block **b);
 void amm__pool_destroy_all(amm_manager *m);
 size_t amm__pool_check(amm_manager *m, amm_pool *p);
 
 /* ---- block helpers (manager.c) ---- */
-void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t size, size_t align);
-void amm__release_block(amm_manager *m, amm__block *b);  /* by origin; leaves quarantine accounting to the caller */
 static inline size_t amm__align_of(const amm__block *b) { return (size_t)1 << b->align_log2; }
 static inline uintptr_t amm__align_up(uintptr_t v, size_t a) { return (v + (a - 1)) & ~(uintptr_t)(a - 1); }
 static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; }

@@ -10,7 +10,7 @@
  * so pages go back to the system at once.  The range table points at the
  * record, so lookup is O(log r) without the hash.
  */
-#include "internal.h"
+#include "hot.h"
 
 amm__block *amm__large_alloc(amm_manager *m, size_t size, size_t align) {
     size_t page = amm__page_size();

@@ -15,8 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-#include "sanitize.h"
+#include "hot.h"
 
 /* ---- locking and fork ----
  *
@@ -52,7 +51,8 @@ typedef struct amm__thread_locks {
 static _Thread_local amm__thread_locks tl_locks __attribute__((tls_model("initial-exec")));
 static atomic_int fork_gate; /* forks being prepared (two threads may fork at once) */
 
-void amm__lock(amm_manager *m) {
+/* Inline in this file's entry points; amm__lock/amm__unlock for the others. */
+static inline __attribute__((always_inline)) void lock_take(amm_manager *m) {
     amm__thread_locks *t = &tl_locks;
     if (t->fork_held) return;
     if (t->depth == 0) {
@@ -63,12 +63,15 @@ void amm__lock(amm_manager *m) {
     t->depth++;
 }
 
-void amm__unlock(amm_manager *m) {
+static inline __attribute__((always_inline)) void lock_give(amm_manager *m) {
     amm__thread_locks *t = &tl_locks;
     if (t->fork_held) return;
     t->depth--;
     amm__mutex_unlock(&m->lock);
 }
+
+void amm__lock(amm_manager *m) { lock_take(m); }
+void amm__unlock(amm_manager *m) { lock_give(m); }
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static amm_manager *all_head;
@@ -207,10 +210,10 @@ amm_manager *amm_create(const amm_config *cfg) {
     atomic_init(&m->lock.state, 0); /* the mapping is zeroed already: this says so */
     init_manager(m, cfg);
     all_add(m);
-    amm__lock(m);
+    lock_take(m);
     if (m->cfg.trace && m->cfg.trace[0]) amm__trace_start_locked(m, m->cfg.trace);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_CREATE));
-    amm__unlock(m);
+    lock_give(m);
     return m;
 }
 
@@ -231,7 +234,7 @@ void amm_destroy(amm_manager *m) {
     if (!m) return;
     if (m->cfg.leaks) amm_leak_report(m, stderr, 0);
     all_remove(m);
-    amm__lock(m);
+    lock_take(m);
     amm__quarantine_flush(m);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_DESTROY));
     if (m->tracer) amm__trace_stop_locked(m);
@@ -242,16 +245,16 @@ void amm_destroy(amm_manager *m) {
     amm__registry_destroy(m);
     amm__array_free(m->ranges, m->range_cap, sizeof(amm__range));
     amm__meta_destroy(m);
-    amm__unlock(m);
+    lock_give(m);
     amm__os_unmap(m, sizeof *m);
 }
 
 void amm_set_error_handler(amm_manager *m, amm_error_fn fn, void *user) {
     if (!m) return;
-    amm__lock(m);
+    lock_take(m);
     m->on_fault = fn;
     m->on_fault_user = user;
-    amm__unlock(m);
+    lock_give(m);
 }
 
 size_t amm_fault_count(const amm_manager *m) {
@@ -264,10 +267,10 @@ size_t amm_fault_count(const amm_manager *m) {
 
 void amm_set_move_callback(amm_manager *m, amm_move_fn fn, void *user) {
     if (!m) return;
-    amm__lock(m);
+    lock_take(m);
     m->on_move = fn;
     m->on_move_user = user;
-    amm__unlock(m);
+    lock_give(m);
 }
 
 /* ---- shared steps ---- */
@@ -296,34 +299,6 @@ static size_t check_align(amm_manager *m, size_t align, const char *op, const ch
         return 0;
     }
     return align;
-}
-
-void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user, size_t size, size_t align) {
-    b->user = user;
-    b->size = size;
-    b->align_log2 = (uint8_t)amm__log2(align);
-    b->state = AMM_BLOCK_LIVE;
-    b->refcount = 1;
-    b->serial = ++m->serial;
-    b->flags = 0;
-    b->file = NULL;
-    b->line = 0;
-    amm__san_alloc(user, size, 0);
-    if (amm__has_guards(b)) amm__guard_write(m, b);
-    if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
-    m->live_blocks++;
-    m->live_bytes += size;
-    if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
-    m->total_allocs++;
-    if (b->origin == AMM_ORIGIN_LARGE) m->large_count++;
-}
-
-void amm__release_block(amm_manager *m, amm__block *b) {
-    switch ((amm_origin)b->origin) {
-    case AMM_ORIGIN_HEAP: amm__heap_release(m, b); break;
-    case AMM_ORIGIN_POOL: amm__pool_release(m, b); break;
-    case AMM_ORIGIN_LARGE: amm__large_release(m, b); break;
-    }
 }
 
 /* What every new block gets beyond amm__block_set_live: flags, site, zeroing. */
@@ -391,8 +366,22 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
     return b;
 }
 
+/* The LIVE block at ptr when it is one, by the shortest way: a pointer in no
+ * pool slab is a heap block's (the registry alone) or nothing; NULL sends the
+ * caller to live_block, which classifies and reports. */
+static inline __attribute__((always_inline)) amm__block *live_fast(amm_manager *m, const void *ptr) {
+    amm__block *b;
+    if ((uintptr_t)ptr - m->pool_lo < m->pool_span) {
+        if (amm__lookup(m, ptr, &b) != AMM__PTR_BLOCK) return NULL;
+    } else {
+        b = amm__registry_get(m, (uintptr_t)ptr);
+    }
+    return b && b->state == AMM_BLOCK_LIVE ? b : NULL;
+}
+
 /* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
-static void retire(amm_manager *m, amm__block *b, const char *op, const char *file, int line, int traced) {
+static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__block *b, const char *op, const char *file,
+                                                        int line, int traced) {
     if (amm__has_guards(b)) amm__guard_check(m, b, op, file, line);
     m->live_blocks--;
     m->live_bytes -= b->size;
@@ -419,7 +408,7 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, NULL, NULL, "alloc", "NULL manager", 0, 0, file, line);
         return NULL;
     }
-    amm__lock(m);
+    lock_take(m);
     void *user = NULL;
     amm__block *b = NULL;
     /* the common case first: a kept chunk of this size, no pool in the way */
@@ -436,7 +425,7 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
         AMM__TRACE(m, amm__trace_block(m, AMM_TOP_ALLOC, b));
         op_tick(m);
     }
-    amm__unlock(m);
+    lock_give(m);
     return user;
 }
 
@@ -446,11 +435,10 @@ int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, ptr, NULL, "free", "NULL manager", 0, 0, file, line);
         return -1;
     }
-    amm__lock(m);
+    lock_take(m);
     int rc = -1;
-    /* a live heap block is found by the registry alone; anything else is classified and reported */
-    amm__block *b = amm__registry_get(m, (uintptr_t)ptr);
-    if (!b || b->state != AMM_BLOCK_LIVE) b = live_block(m, ptr, "free", file, line);
+    amm__block *b = live_fast(m, ptr);
+    if (!b) b = live_block(m, ptr, "free", file, line);
     if (b && b->refcount > 1) {
         amm__fault(m, AMM_ERR_SHARED_FREE, ptr, b, "free", NULL, 0, 0, file, line);
     } else if (b) {
@@ -458,7 +446,7 @@ int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
         op_tick(m);
         rc = 0;
     }
-    amm__unlock(m);
+    lock_give(m);
     return rc;
 }
 
@@ -508,7 +496,7 @@ void *amm_realloc_at(amm_manager *m, void *ptr, size_t new_size, size_t align, c
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, ptr, NULL, "realloc", "NULL manager", 0, 0, file, line);
         return NULL;
     }
-    amm__lock(m);
+    lock_take(m);
     void *out = NULL;
     amm__block *b = live_block(m, ptr, "realloc", file, line);
     if (b) {
@@ -516,7 +504,7 @@ void *amm_realloc_at(amm_manager *m, void *ptr, size_t new_size, size_t align, c
         if (a) out = realloc_locked(m, b, new_size, a, file, line);
         if (out) op_tick(m);
     }
-    amm__unlock(m);
+    lock_give(m);
     return out;
 }
 
@@ -548,7 +536,7 @@ void *amm_copy_at(amm_manager *m, const void *src, size_t size, const char *file
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "NULL manager", 0, 0, file, line);
         return NULL;
     }
-    amm__lock(m);
+    lock_take(m);
     void *out = NULL;
     if (!src && size) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "NULL source", 0, 0, file, line);
@@ -561,22 +549,22 @@ void *amm_copy_at(amm_manager *m, const void *src, size_t size, const char *file
             op_tick(m);
         }
     }
-    amm__unlock(m);
+    lock_give(m);
     return out;
 }
 
 /* Reports a NULL manager or pointer for a refcount call; returns 1 if it did. */
 static int refcount_args_bad(amm_manager *m, void *ptr, const char *op, const char *file, int line) {
     if (m && ptr) return 0;
-    if (m) amm__lock(m);
+    if (m) lock_take(m);
     amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, m ? "NULL pointer" : "NULL manager", 0, 0, file, line);
-    if (m) amm__unlock(m);
+    if (m) lock_give(m);
     return 1;
 }
 
 unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
     if (refcount_args_bad(m, ptr, "retain", file, line)) return 0;
-    amm__lock(m);
+    lock_take(m);
     unsigned out = 0;
     amm__block *b = live_block(m, ptr, "retain", file, line);
     if (b) {
@@ -589,13 +577,13 @@ unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
             op_tick(m);
         }
     }
-    amm__unlock(m);
+    lock_give(m);
     return out;
 }
 
 unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
     if (refcount_args_bad(m, ptr, "release", file, line)) return (unsigned)-1;
-    amm__lock(m);
+    lock_take(m);
     unsigned out = (unsigned)-1;
     amm__block *b = live_block(m, ptr, "release", file, line);
     if (b) {
@@ -609,37 +597,37 @@ unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
         }
         op_tick(m);
     }
-    amm__unlock(m);
+    lock_give(m);
     return out;
 }
 
 size_t amm_size(amm_manager *m, const void *ptr) {
     if (!m) return 0;
-    amm__lock(m);
+    lock_take(m);
     amm__block *b = live_block(m, ptr, "size", NULL, 0);
     size_t n = b ? b->size : 0;
-    amm__unlock(m);
+    lock_give(m);
     return n;
 }
 
 int amm_owns(amm_manager *m, const void *ptr) {
     if (!m || !ptr) return 0;
-    amm__lock(m);
+    lock_take(m);
     amm__block *b;
     int owned = amm__lookup(m, ptr, &b) == AMM__PTR_BLOCK && b->state == AMM_BLOCK_LIVE;
-    amm__unlock(m);
+    lock_give(m);
     return owned;
 }
 
 int amm_set_movable(amm_manager *m, void *ptr, int movable) {
     if (!m) return -1;
-    amm__lock(m);
+    lock_take(m);
     amm__block *b = live_block(m, ptr, "set_movable", NULL, 0);
     if (b) {
         if (movable) b->flags |= AMM_ALLOC_MOVABLE;
         else b->flags &= (uint8_t)~AMM_ALLOC_MOVABLE;
     }
-    amm__unlock(m);
+    lock_give(m);
     return b ? 0 : -1;
 }
 
@@ -647,7 +635,7 @@ int amm_set_movable(amm_manager *m, void *ptr, int movable) {
 
 amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count, size_t align) {
     if (!m) return NULL;
-    amm__lock(m);
+    lock_take(m);
     amm_pool *p = NULL;
     size_t a = check_align(m, align, "pool_create", NULL, 0);
     if (a && (block_size == 0 || block_count == 0 || block_count > UINT32_MAX || block_size > SIZE_MAX / 4)) {
@@ -657,7 +645,7 @@ amm_pool *amm_pool_create(amm_manager *m, size_t block_size, size_t block_count,
         p = amm__pool_new(m, block_size, block_count, a < AMM__GRANULE ? AMM__GRANULE : a);
         if (!p) amm__fault(m, AMM_ERR_OUT_OF_MEMORY, NULL, NULL, "pool_create", NULL, 0, block_size * block_count, NULL, 0);
     }
-    amm__unlock(m);
+    lock_give(m);
     return p;
 }
 
@@ -670,7 +658,7 @@ static int pool_of(const amm_manager *m, const amm_pool *pool) {
 
 void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file, int line) {
     if (!m) return NULL;
-    amm__lock(m);
+    lock_take(m);
     void *user = NULL;
     size_t a = check_align(m, align, "pool_alloc", file, line);
     amm__block *b = NULL;
@@ -686,35 +674,35 @@ void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t alig
         AMM__TRACE(m, amm__trace_block(m, AMM_TOP_ALLOC, b));
         op_tick(m);
     }
-    amm__unlock(m);
+    lock_give(m);
     return user;
 }
 
 size_t amm_pool_count(amm_manager *m) {
     if (!m) return 0;
-    amm__lock(m);
+    lock_take(m);
     size_t n = m->pool_count;
-    amm__unlock(m);
+    lock_give(m);
     return n;
 }
 
 amm_pool *amm_pool_get(amm_manager *m, size_t index) {
     if (!m) return NULL;
-    amm__lock(m);
+    lock_take(m);
     amm_pool *p = index < m->pool_count ? m->pools[index] : NULL;
-    amm__unlock(m);
+    lock_give(m);
     return p;
 }
 
 int amm_pool_info_get(amm_manager *m, const amm_pool *p, amm_pool_info *info) {
     if (!m || !info) return -1;
-    amm__lock(m);
+    lock_take(m);
     int ok = pool_of(m, p);
     if (ok) {
         *info = (amm_pool_info){(void *)p->base, p->slab_bytes, p->block_size, p->stride, (size_t)1 << p->align_log2,
                                 p->count, p->used, p->quarantined, p->free_top, p->high_water};
     }
-    amm__unlock(m);
+    lock_give(m);
     return ok ? 0 : -1;
 }
 
@@ -724,7 +712,7 @@ void amm_defragment(amm_manager *m, unsigned flags, amm_defrag_report *report) {
     if (!m) return;
     amm_defrag_report r;
     memset(&r, 0, sizeof r);
-    amm__lock(m);
+    lock_take(m);
     /* quarantined blocks are checked and freed first: "before" is the heap compaction starts from */
     if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) amm__quarantine_flush(m);
     amm__stats_locked(m, &r.before);
@@ -736,6 +724,6 @@ void amm_defragment(amm_manager *m, unsigned flags, amm_defrag_report *report) {
     if (flags & AMM_DEFRAG_RELEASE) r.bytes_released = amm__heap_release_memory(m, &r.regions_released);
     amm__stats_locked(m, &r.after);
     AMM__TRACE(m, amm__trace_defrag(m, AMM_TOP_DEFRAG_END, flags, &r.after, r.blocks_moved, r.regions_released));
-    amm__unlock(m);
+    lock_give(m);
     if (report) *report = r;
 }

@@ -20,8 +20,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
-#include "sanitize.h"
+#include "hot.h"
 
 static void pool_unmap(amm_pool *p) {
     amm__os_unmap_shadowed((void *)p->base, p->slab_bytes, p->shadowed);
@@ -75,6 +74,11 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
         p->prefilled = 1;
         p->shadowed = p->slab_bytes;
     }
+    uintptr_t lo = m->pool_span && m->pool_lo < p->base ? m->pool_lo : p->base;
+    uintptr_t hi = m->pool_span && m->pool_lo + m->pool_span > p->base + p->slab_bytes ? m->pool_lo + m->pool_span
+                                                                                         : p->base + p->slab_bytes;
+    m->pool_lo = lo;
+    m->pool_span = hi - lo;
     p->id = m->pool_count;
     m->pools[m->pool_count++] = p;
     m->reserved += p->slab_bytes;
@@ -82,22 +86,6 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, p->base, p->slab_bytes, AMM_ORIGIN_POOL, p->id));
     AMM__TRACE(m, amm__trace_pool(m, p));
     return p;
-}
-
-amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, size_t align) {
-    if (size > p->block_size || align > ((size_t)1 << p->align_log2)) return NULL;
-    /* A pool whose free slots all sit in quarantine takes back its oldest one
-     * (checked for writes after free first) rather than refusing. */
-    if (p->free_top == 0 && p->quarantined) amm__quarantine_evict_pool(m, p);
-    if (p->free_top == 0) return NULL;
-    uint32_t idx = p->free_stack[--p->free_top];
-    amm__block *b = &p->slots[idx];
-    if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
-    amm__block_set_live(m, b, b->raw + p->front, size, align);
-    p->used++;
-    if (p->used > p->high_water) p->high_water = p->used;
-    m->pool_slots_used++;
-    return b;
 }
 
 amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int evict) {
@@ -117,32 +105,14 @@ amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int e
     return best ? amm__pool_alloc(m, best, size, align) : NULL;
 }
 
-void amm__pool_release(amm_manager *m, amm__block *b) {
-    amm_pool *p = b->pool;
-    if (m->cfg.fill) { /* the whole slot is canary again: amm_check finds writes into it */
-        amm__san_open(b->raw, b->raw_size);
-        amm__canary_fill(m, b->user, b->user + b->size);
-    }
-    amm__san_freed(b->raw, b->raw_size);
-    if (b->state == AMM_BLOCK_QUARANTINED) p->quarantined--;
-    b->state = AMM_BLOCK_FREE; /* user, size and site stay: they name the block in a double-free report */
-    b->refcount = 0;
-    p->free_stack[p->free_top++] = (uint32_t)(b - p->slots);
+void amm__pool_refill(amm_manager *m, amm__block *b) {
+    amm__san_open(b->raw, b->raw_size);
+    amm__canary_fill(m, b->user, b->user + b->size);
 }
 
 int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size) {
     (void)m;
     return new_size <= b->pool->block_size ? 0 : -1;
-}
-
-amm__lookup_kind amm__pool_lookup(amm_pool *p, uintptr_t addr, amm__block **b) {
-    size_t off = addr - p->base, idx = off / p->stride;
-    if (idx >= p->count) {
-        *b = NULL;
-        return AMM__PTR_INTERIOR;
-    }
-    *b = &p->slots[idx];
-    return off % p->stride == p->front ? AMM__PTR_BLOCK : AMM__PTR_INTERIOR;
 }
 
 void amm__pool_destroy_all(amm_manager *m) {
@@ -156,6 +126,8 @@ void amm__pool_destroy_all(amm_manager *m) {
     amm__array_free(m->pools, m->pool_cap, sizeof(amm_pool *));
     m->pools = NULL;
     m->pool_count = m->pool_cap = 0;
+    m->pool_lo = 0;
+    m->pool_span = 0;
 }
 
 size_t amm__pool_check(amm_manager *m, amm_pool *p) {

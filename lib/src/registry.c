@@ -11,12 +11,12 @@
  * Pool slots need no hash: slot = (addr - base - front) / stride, exact.
  * A large mapping's range points straight at its single record.
  *
- * amm__lookup classifies any pointer as a block start, an interior pointer
+ * amm__lookup (hot.h, inline) classifies any pointer as a block start, an interior pointer
  * (inside one of amm's ranges) or foreign, and only then is a record trusted.
  */
 #include <string.h>
 
-#include "internal.h"
+#include "hot.h"
 
 static int registry_grow(amm_manager *m) {
     amm__registry *r = &m->registry;
@@ -83,22 +83,11 @@ void amm__registry_destroy(amm_manager *m) {
     memset(r, 0, sizeof *r);
 }
 
-/* Index of the first range whose start is > addr. */
-static size_t range_upper(const amm_manager *m, uintptr_t addr) {
-    size_t lo = 0, hi = m->range_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->ranges[mid].start <= addr) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_kind kind, void *obj) {
     void *arr = m->ranges;
     if (amm__array_reserve(&arr, &m->range_cap, m->range_count + 1, sizeof(amm__range)) != 0) return -1;
     m->ranges = arr;
-    size_t at = range_upper(m, start);
+    size_t at = amm__range_upper(m, start);
     memmove(&m->ranges[at + 1], &m->ranges[at], (m->range_count - at) * sizeof(amm__range));
     m->ranges[at] = (amm__range){start, end, kind, obj};
     m->range_count++;
@@ -106,50 +95,16 @@ int amm__range_add(amm_manager *m, uintptr_t start, uintptr_t end, amm__range_ki
 }
 
 void amm__range_del(amm_manager *m, uintptr_t start) {
-    size_t at = range_upper(m, start);
+    size_t at = amm__range_upper(m, start);
     if (at == 0 || m->ranges[at - 1].start != start) return;
     at--;
     memmove(&m->ranges[at], &m->ranges[at + 1], (m->range_count - at - 1) * sizeof(amm__range));
     m->range_count--;
 }
 
-static const amm__range *range_find(const amm_manager *m, uintptr_t addr) {
-    size_t at = range_upper(m, addr);
-    if (at == 0) return NULL;
-    const amm__range *r = &m->ranges[at - 1];
-    return addr < r->end ? r : NULL;
-}
-
-/* The heap chunk holding addr, by walking its region (error path only: O(chunks)). */
-static amm__block *heap_containing(const amm__region *reg, uintptr_t addr) {
+amm__block *amm__heap_containing(const amm__region *reg, uintptr_t addr) {
     for (amm__block *c = reg->first; c; c = c->next_phys) {
         if (addr >= c->raw && addr < c->raw + c->raw_size) return c;
     }
     return NULL;
-}
-
-amm__lookup_kind amm__lookup(amm_manager *m, const void *ptr, amm__block **b) {
-    uintptr_t addr = (uintptr_t)ptr;
-    *b = NULL;
-    const amm__range *r = range_find(m, addr);
-    if (!r) return AMM__PTR_FOREIGN;
-    switch (r->kind) {
-    case AMM__RANGE_POOL:
-        return amm__pool_lookup(r->obj, addr, b);
-    case AMM__RANGE_LARGE: {
-        amm__block *blk = r->obj;
-        *b = blk;
-        return addr == blk->user ? AMM__PTR_BLOCK : AMM__PTR_INTERIOR;
-    }
-    case AMM__RANGE_HEAP: {
-        amm__block *blk = amm__registry_get(m, addr);
-        if (blk) {
-            *b = blk;
-            return AMM__PTR_BLOCK;
-        }
-        *b = heap_containing(r->obj, addr);
-        return AMM__PTR_INTERIOR;
-    }
-    }
-    return AMM__PTR_FOREIGN;
 }

@@ -58,7 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "hot.h"
 #include "trace_codec.h"
 
 #if defined(__x86_64__) || defined(__i386__)
