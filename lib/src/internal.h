@@ -324,9 +324,9 @@ static inline int amm__quarantines(const amm_manager *m, const amm__block *b) {
 static inline int amm__has_guards(const amm__block *b) {
     return b->raw != b->user || b->user + b->size != b->raw + b->raw_size;
 }
-void amm__quarantine_flush(amm_manager *m);
+void amm__quarantine_flush(amm_manager *m);                           /* evict everything (destroy, defragment) */
 /* Evicts the oldest quarantined slot of pool p (if any), as if it left quarantine. */
-void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);        /* evict everything (destroy, defragment) */
+void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);
 
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
