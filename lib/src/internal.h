@@ -170,8 +170,24 @@ typedef struct amm__mutex {
 } amm__mutex;
 
 struct amm_manager {
+    /* The lock alone in the first cache line (a thread spinning on it takes
+     * nothing else from the holder), then what every alloc and free writes in
+     * the next two lines: spread over the struct, they were 4 more lines to
+     * move between cores when two threads share a manager. */
     amm__mutex lock;
-    amm_manager *all_prev, *all_next; /* every live manager, for fork (manager.c) */
+    _Alignas(64) size_t live_blocks; /* counters: see the invariants above */
+    size_t live_bytes, peak_live_bytes;
+    size_t total_allocs, total_frees;
+    uint64_t serial;
+    size_t heap_free_bytes;
+    amm__block *reuse_loose;   /* the one kept chunk that was freed next to a free span, or NULL */
+    size_t reuse_blocks, reuse_bytes;
+    size_t pool_slots_used, large_count;
+    struct amm__tracer *tracer;  /* NULL: tracing off, no cost beyond this test */
+    size_t ops_since_check, ops_since_sample;
+
+    /* read by every call, written at creation (and by the fork handlers) */
+    _Alignas(64) amm_manager *all_prev, *all_next; /* every live manager, for fork (manager.c) */
     amm_config cfg;
     size_t canary;           /* cfg.canary */
     size_t front;            /* heap front canary bytes: canary rounded up to the granule */
@@ -188,8 +204,6 @@ struct amm_manager {
     uint32_t sl_bitmap[AMM__FL_COUNT];
     amm__block *bins[AMM__FL_COUNT][AMM__SL_COUNT];
     amm__block *reuse[AMM__REUSE_CLASSES]; /* BINNED chunks by raw_size / 16, linked through q_prev/q_next */
-    amm__block *reuse_loose;   /* the one kept chunk that was freed next to a free span, or NULL */
-    size_t reuse_blocks, reuse_bytes;
     amm__region **regions;   /* in creation order */
     size_t region_count, region_cap, next_region_id;
 
@@ -207,18 +221,12 @@ struct amm_manager {
     amm__block *q_head, *q_tail;
     size_t q_blocks, q_bytes;
 
-    /* counters (see invariants above) */
-    size_t live_blocks, live_bytes, peak_live_bytes;
-    size_t reserved, heap_free_bytes, large_count, pool_slots, pool_slots_used;
-    size_t total_allocs, total_frees, faults, bytes_moved;
+    /* the other counters (see invariants above) */
+    size_t reserved, pool_slots, faults, bytes_moved;
     size_t purge_dirty;     /* bytes freed into dirty chunks since the last purge (heap.c) */
     uint64_t purge_last_ns; /* when the last purge batch ended */
     amm__block *dirty_head; /* free chunks >= cfg.purge holding freed, maybe resident, pages */
     amm__block *dirty_aged; /* ... dirty since before the last purge */
-    uint64_t serial;
-    size_t ops_since_check, ops_since_sample;
-
-    struct amm__tracer *tracer;  /* NULL: tracing off, no cost beyond this test */
 };
 
 /* ---- locks (manager.c; the futex calls in os.c) ---- */
