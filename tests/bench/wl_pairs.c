@@ -8,6 +8,11 @@
  * opts->repeats timed runs (after one untimed warm-up) of ns per pair; the
  * columns of a row are measured interleaved (bench_interleave).
  *
+ * The last row, "16-1024 random", draws each block's size from 16-1024 B
+ * (seeded) and frees a batch in a shuffled order: the pattern of a real
+ * program, where a freed block's neighbours and the next request's size are
+ * anyone's, and the one a per-size cache helps least.
+ *
  * The pool table runs the same loop on an amm pool (amm_pool_alloc_at +
  * amm_free) against the peers' malloc of the same size.
  */
@@ -59,6 +64,50 @@ static double run_pairs(bench_alloc *a, size_t size, size_t batch, size_t pairs)
     return (double)(bench_cpu_ns() - t0) / (double)(rounds * batch);
 }
 
+enum { RANDOM_MIN = 16, RANDOM_MAX = 1024 };
+
+/* One timed run of the random row: sizes from RANDOM_MIN-RANDOM_MAX B, each
+ * batch freed in a shuffled order; ns per pair, or -1 after a failure. */
+static double run_pairs_random(bench_alloc *a, size_t batch, size_t pairs, uint64_t seed)
+{
+    void *slot[MAX_BATCH];
+    size_t size[MAX_BATCH];
+    size_t order[MAX_BATCH];
+    bench_rng rng;
+    bench_rng_seed(&rng, seed);
+    size_t rounds = pairs / batch;
+    uint64_t t0 = bench_cpu_ns();
+    for (size_t r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < batch; i++) {
+            size[i] = bench_rng_range(&rng, RANDOM_MIN, RANDOM_MAX);
+            unsigned char *p = a->alloc(a->ctx, size[i]);
+            if (p == NULL) {
+                bench_fail("%s: allocation of %zu bytes failed", a->name, size[i]);
+                return -1;
+            }
+            p[0] = (unsigned char)i;
+            p[size[i] - 1] = (unsigned char)r;
+            slot[i] = p;
+            order[i] = i;
+        }
+        for (size_t i = batch; i > 1; i--) { /* Fisher-Yates */
+            size_t j = bench_rng_range(&rng, 0, i - 1), t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        for (size_t k = 0; k < batch; k++) {
+            size_t i = order[k];
+            unsigned char *p = slot[i];
+            if (p[0] != (unsigned char)i || p[size[i] - 1] != (unsigned char)r) {
+                bench_fail("%s: block of %zu bytes changed while live", a->name, size[i]);
+                return -1;
+            }
+            a->release(a->ctx, p);
+        }
+    }
+    return (double)(bench_cpu_ns() - t0) / (double)(rounds * batch);
+}
+
 /* ---- amm pools behind the vtable ---- */
 
 typedef struct pool_ctx {
@@ -67,13 +116,16 @@ typedef struct pool_ctx {
 } pool_ctx;
 
 typedef struct pairs_arg {
-    size_t size, batch, pairs;
+    size_t size, batch, pairs; /* size 0: the random row */
+    uint64_t seed;
     pool_ctx pool[BENCH_KIND_COUNT]; /* the pool columns' pools */
 } pairs_arg;
 
 static double pairs_run(bench_alloc *a, void *arg)
 {
     const pairs_arg *p = arg;
+    if (p->size == 0)
+        return run_pairs_random(a, p->batch, p->pairs, p->seed);
     return run_pairs(a, p->size, p->batch, p->pairs);
 }
 
@@ -120,7 +172,10 @@ static double ratio_of(double value, double base)
 static void observe_targets(int pools, const pairs_arg *arg, const double ns[BENCH_KIND_COUNT])
 {
     char where[48];
-    snprintf(where, sizeof where, "%s %zu B batch %zu", pools ? "pool" : "pairs", arg->size, arg->batch);
+    if (arg->size == 0)
+        snprintf(where, sizeof where, "pairs %d-%d B random", RANDOM_MIN, RANDOM_MAX);
+    else
+        snprintf(where, sizeof where, "%s %zu B batch %zu", pools ? "pool" : "pairs", arg->size, arg->batch);
     if (pools) {
         bench_target_observe(BENCH_TARGET_POOL_FAST, ratio_of(ns[BENCH_AMM_FAST], ns[BENCH_MIMALLOC]), where);
         bench_target_observe(BENCH_TARGET_POOL_CHECKED, ratio_of(ns[BENCH_AMM_CHECKED], ns[BENCH_MIMALLOC]), where);
@@ -130,7 +185,23 @@ static void observe_targets(int pools, const pairs_arg *arg, const double ns[BEN
     }
 }
 
-/* Fills one table: rows size x batch, a column per allocator. */
+/* One row: measures arg in every column and notes the targets. */
+static void pairs_row(bench_table *t, const int col[BENCH_KIND_COUNT], int row, bench_alloc all[BENCH_KIND_COUNT],
+                      int pools, pairs_arg *arg, const bench_opts *o)
+{
+    double ns[BENCH_KIND_COUNT];
+    bench_measure_row(all, pairs_run, pools ? use_pool : NULL, arg, o->repeats, ns);
+    for (int k = 0; k < BENCH_KIND_COUNT; k++) {
+        if (!all[k].available)
+            bench_table_text(t, row, col[k], "n/a");
+        else
+            bench_table_ratio(t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
+    }
+    observe_targets(pools, arg, ns);
+}
+
+/* Fills one table: rows size x batch (then the random row, heap only: a pool
+ * has one size), a column per allocator. */
 static void pairs_table(bench_table *t, bench_alloc all[BENCH_KIND_COUNT], const size_t *sizes, size_t nsizes,
                         int pools, const bench_opts *o)
 {
@@ -145,19 +216,18 @@ static void pairs_table(bench_table *t, bench_alloc all[BENCH_KIND_COUNT], const
     for (size_t s = 0; s < nsizes; s++) {
         for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
             int row = bench_table_row(t);
-            double ns[BENCH_KIND_COUNT];
-            pairs_arg arg = {sizes[s], batches[b], pairs_per_run(o, sizes[s]), {{NULL, NULL}}};
-            bench_measure_row(all, pairs_run, pools ? use_pool : NULL, &arg, o->repeats, ns);
+            pairs_arg arg = {sizes[s], batches[b], pairs_per_run(o, sizes[s]), o->seed, {{NULL, NULL}}};
             bench_table_num(t, row, c_size, (double)sizes[s], 0);
             bench_table_num(t, row, c_batch, (double)batches[b], 0);
-            for (int k = 0; k < BENCH_KIND_COUNT; k++) {
-                if (!all[k].available)
-                    bench_table_text(t, row, col[k], "n/a");
-                else
-                    bench_table_ratio(t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
-            }
-            observe_targets(pools, &arg, ns);
+            pairs_row(t, col, row, all, pools, &arg, o);
         }
+    }
+    if (!pools) {
+        int row = bench_table_row(t);
+        pairs_arg arg = {0, MAX_BATCH, pairs_per_run(o, RANDOM_MAX), o->seed, {{NULL, NULL}}};
+        bench_table_text(t, row, c_size, "%d-%d random", RANDOM_MIN, RANDOM_MAX);
+        bench_table_num(t, row, c_batch, (double)MAX_BATCH, 0);
+        pairs_row(t, col, row, all, pools, &arg, o);
     }
 }
 
@@ -165,7 +235,8 @@ void wl_pairs(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
 {
     bench_table t;
     bench_table_init(&t, "alloc+free pairs, single thread (ns per pair; ratio to glibc)",
-                     "batch 1: alloc then free; batch 100: 100 allocs then 100 frees. Median of the repeats.");
+                     "batch 1: alloc then free; batch 100: 100 allocs then 100 frees; 16-1024 random: seeded sizes, "
+                     "each batch freed in a shuffled order. Median of the repeats.");
     pairs_table(&t, all, pair_sizes, sizeof pair_sizes / sizeof pair_sizes[0], 0, o);
     bench_table_emit(&t);
 }
