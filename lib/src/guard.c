@@ -220,7 +220,7 @@ static void quarantine_unlink(amm_manager *m, amm__block *b) {
 static void quarantine_evict_block(amm_manager *m, amm__block *b) {
     quarantine_unlink(m, b);
     amm__guard_check_freed(m, b, "quarantine release");
-    amm__guard_check(m, b, "quarantine release", NULL, 0);
+    amm__guards_check(m, b, "quarantine release", NULL, 0);
     AMM__TRACE(m, amm__trace_simple(m, AMM_TOP_QUARANTINE_RELEASE, b->user, b->size, 0, 0));
     amm__release_block(m, b);
 }

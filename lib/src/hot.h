@@ -20,6 +20,58 @@
 
 #define AMM__HOT static inline __attribute__((always_inline))
 
+/* ---- guards (guard.c has the general case, the reports and the sanitizers' view) ---- */
+
+/* Guards up to this long, when no sanitizer watches, are written and checked
+ * here, each a copy or compare against the pattern run from its phase:
+ * pattern_run[(a & 7) + i] is the canary byte of address a + i.  In the
+ * seeded 16-1024 B pairs of fast mode, where the only guard is a block's
+ * slack, the guard work through guard.c was a third of a pair (98 ns; 66
+ * with no guard at all); inline, a pair is 79-81 ns (checked: 225 -> 184). */
+#define AMM__GUARD_INLINE ((size_t)240)
+_Static_assert(AMM__GUARD_INLINE + 7 <= sizeof(((amm_manager *)0)->pattern_run), "an inline guard fits the pattern run");
+
+/* The canary of the n <= AMM__GUARD_INLINE bytes at a, written.  (libc's
+ * memcpy and memcmp: open-coded loops and word pairs for short spans
+ * measured slower, their branches on the span's length mispredicted.) */
+AMM__HOT void amm__canary_put(const amm_manager *m, uintptr_t a, size_t n) {
+    memcpy((void *)a, m->pattern_run + (a & 7), n);
+}
+
+/* 1 if the n <= AMM__GUARD_INLINE bytes at a are their canary. */
+AMM__HOT int amm__canary_ok(const amm_manager *m, uintptr_t a, size_t n) {
+    return memcmp((const void *)a, m->pattern_run + (a & 7), n) == 0;
+}
+
+/* 1 when b's guards are short enough for the inline copy and compare. */
+AMM__HOT int amm__guards_inline(size_t front, size_t back) {
+    return front <= AMM__GUARD_INLINE && back <= AMM__GUARD_INLINE && !amm__san_on();
+}
+
+/* Writes both canaries of b (front: [raw, user), back: [user+size, raw+raw_size)). */
+AMM__HOT void amm__guards_put(const amm_manager *m, const amm__block *b) {
+    uintptr_t uend = b->user + b->size;
+    size_t front = b->user - b->raw, back = b->raw + b->raw_size - uend;
+    if (!(front | back)) return;
+    if (!amm__guards_inline(front, back)) {
+        amm__guard_write(m, b);
+        return;
+    }
+    amm__canary_put(m, b->raw, front);
+    amm__canary_put(m, uend, back);
+}
+
+/* Checks both canaries of b; a damaged one goes to amm__guard_check, which
+ * reports and repairs it.  Returns the problems found. */
+AMM__HOT size_t amm__guards_check(amm_manager *m, amm__block *b, const char *operation, const char *file, int line) {
+    uintptr_t uend = b->user + b->size;
+    size_t front = b->user - b->raw, back = b->raw + b->raw_size - uend;
+    if (!(front | back)) return 0;
+    if (amm__guards_inline(front, back) && amm__canary_ok(m, b->raw, front) && amm__canary_ok(m, uend, back))
+        return 0;
+    return amm__guard_check(m, b, operation, file, line);
+}
+
 /* ---- records ---- */
 
 /* Makes b a LIVE block of size bytes at user: record, guards, fill, counters. */
@@ -34,7 +86,7 @@ AMM__HOT void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user,
     b->file = NULL;
     b->line = 0;
     amm__san_alloc(user, size, 0);
-    if (amm__has_guards(b)) amm__guard_write(m, b);
+    amm__guards_put(m, b);
     if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
     m->live_blocks++;
     m->live_bytes += size;

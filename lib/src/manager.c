@@ -382,7 +382,7 @@ static inline __attribute__((always_inline)) amm__block *live_fast(amm_manager *
 /* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
 static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__block *b, const char *op, const char *file,
                                                         int line, int traced) {
-    if (amm__has_guards(b)) amm__guard_check(m, b, op, file, line);
+    amm__guards_check(m, b, op, file, line);
     m->live_blocks--;
     m->live_bytes -= b->size;
     m->total_frees++;
@@ -461,7 +461,7 @@ static int resize_in_place(amm_manager *m, amm__block *b, size_t new_size) {
 
 static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size_t align, const char *file,
                             int line) {
-    amm__guard_check(m, b, "realloc", file, line);
+    amm__guards_check(m, b, "realloc", file, line);
     uintptr_t old_user = b->user;
     size_t old_size = b->size;
     if (new_size > SIZE_MAX / 4) {
@@ -473,7 +473,7 @@ static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size
         if (m->cfg.fill && new_size > old_size) memset((void *)(old_user + old_size), AMM_FILL_NEW, new_size - old_size);
         b->size = new_size;
         b->align_log2 = (uint8_t)amm__log2(align);
-        amm__guard_write(m, b);
+        amm__guards_put(m, b);
         m->live_bytes = m->live_bytes - old_size + new_size;
         if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
         AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, b, old_user, old_size));
@@ -568,7 +568,7 @@ unsigned amm_retain_at(amm_manager *m, void *ptr, const char *file, int line) {
     unsigned out = 0;
     amm__block *b = live_block(m, ptr, "retain", file, line);
     if (b) {
-        amm__guard_check(m, b, "retain", file, line);
+        amm__guards_check(m, b, "retain", file, line);
         if (b->refcount >= UINT32_MAX - 1) {
             amm__fault(m, AMM_ERR_REFCOUNT_OVERFLOW, ptr, b, "retain", NULL, 0, 0, file, line);
         } else {
@@ -593,7 +593,7 @@ unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
             b->refcount = 1; /* it is still live until retired */
             retire(m, b, "release", file, line, 1);
         } else {
-            amm__guard_check(m, b, "release", file, line);
+            amm__guards_check(m, b, "release", file, line);
         }
         op_tick(m);
     }

@@ -7,8 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "internal.h"
-#include "sanitize.h"
+#include "hot.h"
 
 static double ratio(size_t num, size_t den) { return den ? (double)num / (double)den : 0.0; }
 
@@ -145,10 +144,10 @@ static int check_one(amm_manager *m, amm__block *b, size_t range_index, void *us
     if (b->state == AMM_BLOCK_LIVE) {
         ctx->live_blocks++;
         ctx->live_bytes += b->size;
-        ctx->problems += amm__guard_check(m, b, "check", NULL, 0);
+        ctx->problems += amm__guards_check(m, b, "check", NULL, 0);
     } else if (b->state == AMM_BLOCK_QUARANTINED) {
         ctx->problems += amm__guard_check_freed(m, b, "check");
-        ctx->problems += amm__guard_check(m, b, "check", NULL, 0);
+        ctx->problems += amm__guards_check(m, b, "check", NULL, 0);
     } else if (b->origin == AMM_ORIGIN_POOL && m->cfg.fill && (b->serial || b->pool->prefilled)) {
         /* a free slot is canary end to end (with fill off, a freed slot is left as it was) */
         amm__san_open(b->raw, b->raw_size);
