@@ -6,7 +6,8 @@
  * before the start of a block, then free it (or run amm_check).  Each damage
  * must be reported exactly once, with the right kind, block, size, offset and
  * byte count; the manager must stay usable and amm_check find nothing after.
- * Every guard byte, slack included, is checked one byte at a time too.
+ * Every guard byte, slack included, is checked one byte at a time too, and
+ * guards of every length either side of the inline check's bound.
  * Then use-after-free (found by amm_check, on leaving quarantine, at destroy,
  * and in free pool slots), check_every, report sites, and the default
  * handler: its one-line format for every fault kind, and abort mode.
@@ -209,6 +210,65 @@ TEST(every_guard_byte_counts)
         }
     EXPECT_HEALTHY(m);
     amm_destroy(m);
+}
+
+/*
+ * Guards of every length around the inline copy and compare (hot.h: at most
+ * 240 bytes a side, else guard.c): canary 0 (a block's slack alone, as in
+ * fast mode) and canaries either side of the bound, for every size 0..48
+ * (every slack length) of heap blocks and pool slots.  Damage of 1 byte, half
+ * the room and all of it, past the end or before the start, found by free:
+ * one report each, at the exact offset and byte count.
+ */
+static void guard_room_case(amm_manager *m, h_faults *f, amm_pool *pool, size_t size, int under, int step)
+{
+    unsigned char *p = (unsigned char *)(pool ? amm_pool_alloc_at(m, pool, size, 0, __FILE__, __LINE__)
+                                              : amm_alloc(m, size, 0));
+    amm_block_info info;
+    int before = atomic_load(&h_st.failures);
+    ASSERT_NOT_NULL(p);
+    ASSERT_TRUE(h_block_info(m, p, &info));
+    size_t room = under ? (size_t)((uintptr_t)p - (uintptr_t)info.raw)
+                        : (size_t)((uintptr_t)info.raw + info.raw_size - ((uintptr_t)p + size));
+    size_t n = step == 0 ? 1 : step == 1 ? (room + 1) / 2 : room;
+    h_faults_clear(f);
+    if (n > 0 && n <= room)
+        damage(p, size, n, under);
+    else
+        n = 0;                       /* no room on this side (canary 0, before the start) */
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_FAULTS(f, n ? 1 : 0);
+    if (n) {
+        EXPECT_EQ(f->last.kind, under ? AMM_ERR_UNDERFLOW : AMM_ERR_OVERFLOW);
+        EXPECT_EQ(f->last.offset, under ? -(long long)n : (long long)size);
+        EXPECT_EQ(f->last.bytes, n);
+    }
+    if (atomic_load(&h_st.failures) != before)
+        printf("    %s block of %zu bytes, %zu of %zu guard bytes %s damaged\n", pool ? "pool" : "heap", size, n, room,
+               under ? "before the start" : "past the end");
+}
+
+TEST(guards_around_the_inline_bound)
+{
+    static const size_t canaries[] = {0, 8, 224, 232, 240, 248};
+    for (size_t c = 0; c < sizeof canaries / sizeof canaries[0]; c++) {
+        char opts[80];
+        h_faults f;
+        snprintf(opts, sizeof opts, "canary=%zu,quarantine=0", canaries[c]);
+        amm_manager *m = h_new_manager(opts, &f);
+        amm_pool *pool = amm_pool_create(m, 48, 4, 0);
+        ASSERT_NOT_NULL(pool);
+        for (size_t size = 0; size <= 48 && !atomic_load(&h_st.failures); size++)
+            for (int under = 0; under <= 1; under++)
+                for (int step = 0; step <= 2; step++) {
+                    guard_room_case(m, &f, NULL, size, under, step);
+                    guard_room_case(m, &f, pool, size, under, step);
+                }
+        EXPECT_HEALTHY(m);
+        if (atomic_load(&h_st.failures))
+            printf("    with %s\n", opts);
+        amm_destroy(m);
+    }
 }
 
 TEST(both_sides_reported_once_each)
