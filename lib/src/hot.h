@@ -5,10 +5,12 @@
  * A pair of calls costs its bookkeeping; calls between files (which the
  * compiler cannot inline) were a third of it.
  *
- * Each function here is the only version of its step: pool.c, heap.c,
- * registry.c, guard.c and large.c use them as manager.c does.  What is rare (a
- * fault, a quarantine eviction, a merge, a canary fill) stays out of line in
- * its own file.  The lock must be held, as for everything in internal.h.
+ * Each function here is the only version of its step: the other files
+ * (pool.c, heap.c, registry.c, guard.c, large.c, stats.c) use them as
+ * manager.c does.  What is rare (a fault and its report, a quarantine
+ * eviction, a merge, a guard longer than AMM__GUARD_INLINE, anything a
+ * sanitizer must be told) stays out of line in its own file.  The lock must
+ * be held, as for everything in internal.h.
  */
 #ifndef AMM_HOT_H
 #define AMM_HOT_H
