@@ -148,11 +148,11 @@ void amm__mutex_wait(amm__mutex *mu) {
     /* spin first, the holder is usually about to let go: look at the lock,
      * then pause 1, 2, 4 ... 64 times before looking again, until 512 pauses
      * have passed (14 looks, 575 pauses: 14 us where a pause is 25 ns, as on
-     * the EPYC this was measured on).  Looking at it less often leaves its cache line with the holder,
-     * and spinning longer keeps waiters out of the futex: against a look
-     * after every pause (128 in all), one thread allocating and one freeing
-     * went 140 -> 70-88 ns per block, four threads of alloc+free pairs on
-     * two cores 75-85 -> 22-25 ns per pair. */
+     * the EPYC this was measured on).  Looking at it less often leaves its
+     * cache line with the holder, and spinning longer keeps waiters out of
+     * the futex: against a look after every pause (128 in all), one thread
+     * allocating and one freeing went 124-145 -> 70-88 ns per block, four
+     * threads of alloc+free pairs on two cores 61-85 -> 22-29 ns per pair. */
     for (int i = 0, pause = 1; i < 512; i += pause, pause = pause < 64 ? pause * 2 : pause) {
         if (atomic_load_explicit(&mu->state, memory_order_relaxed) == 0 && amm__mutex_trylock(mu) == 0) return;
         for (int k = 0; k < pause; k++) cpu_relax();

@@ -11,8 +11,9 @@
  * Pool slots need no hash: slot = (addr - base - front) / stride, exact.
  * A large mapping's range points straight at its single record.
  *
- * amm__lookup (hot.h, inline) classifies any pointer as a block start, an interior pointer
- * (inside one of amm's ranges) or foreign, and only then is a record trusted.
+ * amm__lookup (hot.h, inline) classifies any pointer as a block start, an
+ * interior pointer (inside one of amm's ranges) or foreign, and only then is
+ * a record trusted.
  */
 #include <string.h>
 
