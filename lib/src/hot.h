@@ -31,7 +31,8 @@
  * slack, the guard work through guard.c was a third of a pair (98 ns; 66
  * with no guard at all); inline, a pair is 79-81 ns (checked: 225 -> 184). */
 #define AMM__GUARD_INLINE ((size_t)240)
-_Static_assert(AMM__GUARD_INLINE + 7 <= sizeof(((amm_manager *)0)->pattern_run), "an inline guard fits the pattern run");
+_Static_assert(AMM__GUARD_INLINE + 7 <= sizeof(((amm_manager *)0)->pattern_run),
+               "an inline guard fits the pattern run");
 
 /* The canary of the n <= AMM__GUARD_INLINE bytes at a, written.  (libc's
  * memcpy and memcmp: open-coded loops and word pairs for short spans
