@@ -216,6 +216,7 @@ struct amm_manager {
     size_t pool_count, pool_cap;
     uintptr_t pool_lo;       /* every pool slab lies in [pool_lo, pool_lo + pool_span) (span 0: no pool) */
     size_t pool_span;
+    size_t pool_max_block;   /* the largest block_size of any pool (0: no pool): a bigger request skips them */
 
     /* quarantine FIFO */
     amm__block *q_head, *q_tail;

@@ -79,6 +79,7 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
                                                                                          : p->base + p->slab_bytes;
     m->pool_lo = lo;
     m->pool_span = hi - lo;
+    if (block_size > m->pool_max_block) m->pool_max_block = block_size;
     p->id = m->pool_count;
     m->pools[m->pool_count++] = p;
     m->reserved += p->slab_bytes;
@@ -128,6 +129,7 @@ void amm__pool_destroy_all(amm_manager *m) {
     m->pool_count = m->pool_cap = 0;
     m->pool_lo = 0;
     m->pool_span = 0;
+    m->pool_max_block = 0;
 }
 
 size_t amm__pool_check(amm_manager *m, amm_pool *p) {
