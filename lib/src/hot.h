@@ -102,13 +102,7 @@ AMM__HOT void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user,
 
 /* Index of the first range whose start is > addr (binary search, O(log r)). */
 AMM__HOT size_t amm__range_upper(const amm_manager *m, uintptr_t addr) {
-    size_t lo = 0, hi = m->range_count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->ranges[mid].start <= addr) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
+    return amm__first_above(m->ranges, m->range_count, sizeof(amm__range), addr);
 }
 
 /* The range holding addr, or NULL. */

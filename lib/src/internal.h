@@ -38,6 +38,8 @@
  *   I11 the reuse lists (m->reuse) hold exactly the AMM__BINNED chunks, each in the list of its
  *       size; m->reuse_blocks/reuse_bytes count them (at most cfg.reuse bytes); they stay in the
  *       registry (I4) and count as free bytes (I5); m->reuse_loose is NULL or one of them
+ *   I12 m->pool_rank holds every pool once, by (block_size, creation index) ascending, each with
+ *       its pool's block_size
  */
 #ifndef AMM_INTERNAL_H
 #define AMM_INTERNAL_H
@@ -136,13 +138,22 @@ struct amm_pool {
     size_t shadowed;       /* bytes from base the sanitizers may have been told about */
 };
 
+/* A pool in the manager's by-size order: its block_size beside it, so the
+ * search for the smallest fitting pool reads one array, not every pool. */
+typedef struct amm__pool_rank {
+    uintptr_t block_size;  /* first: the key amm__first_above reads */
+    amm_pool *pool;
+} amm__pool_rank;
+_Static_assert(offsetof(amm__pool_rank, block_size) == 0, "amm__first_above reads the key first");
+
 /* The region table: every heap region, pool slab and large mapping, sorted by base. */
 typedef enum amm__range_kind { AMM__RANGE_HEAP, AMM__RANGE_POOL, AMM__RANGE_LARGE } amm__range_kind;
 typedef struct amm__range {
-    uintptr_t start, end;
+    uintptr_t start, end;  /* start first: the key amm__first_above reads */
     amm__range_kind kind;
     void *obj;             /* amm__region*, amm_pool*, or amm__block* */
 } amm__range;
+_Static_assert(offsetof(amm__range, start) == 0, "amm__first_above reads the key first");
 
 /* Open-addressing hash: user pointer -> heap block record. */
 typedef struct amm__registry {
@@ -214,6 +225,8 @@ struct amm_manager {
 
     amm_pool **pools;        /* creation order */
     size_t pool_count, pool_cap;
+    amm__pool_rank *pool_rank; /* the same pools by block_size, then creation order (pool.c) */
+    size_t pool_rank_cap;
     uintptr_t pool_lo;       /* every pool slab lies in [pool_lo, pool_lo + pool_span) (span 0: no pool) */
     size_t pool_span;
     size_t pool_max_block;   /* the largest block_size of any pool (0: no pool): a bigger request skips them */
@@ -369,11 +382,26 @@ void amm__pool_refill(amm_manager *m, amm__block *b);
 int amm__pool_resize(amm_manager *m, amm__block *b, size_t new_size);
 void amm__pool_destroy_all(amm_manager *m);
 size_t amm__pool_check(amm_manager *m, amm_pool *p);
+size_t amm__pool_rank_check(amm_manager *m);        /* invariant I12 */
 
 /* ---- block helpers (manager.c) ---- */
 static inline size_t amm__align_of(const amm__block *b) { return (size_t)1 << b->align_log2; }
 static inline uintptr_t amm__align_up(uintptr_t v, size_t a) { return (v + (a - 1)) & ~(uintptr_t)(a - 1); }
 static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; }
+/* Binary search over n records, stride bytes apart and sorted by a leading
+ * key word (a uintptr_t or size_t first member): the index of the first
+ * whose key is > key (n if none).  The range table and the pools' by-size
+ * order use it. */
+static inline size_t amm__first_above(const void *records, size_t n, size_t stride, uintptr_t key) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uintptr_t k = *(const uintptr_t *)(const void *)((const char *)records + mid * stride);
+        if (k <= key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
 static inline unsigned amm__log2(size_t v) { return v ? (unsigned)(63 - __builtin_clzll((unsigned long long)v)) : 0; }
 
 /* ---- report.c ---- */

@@ -168,6 +168,7 @@ size_t amm__check_locked(amm_manager *m) {
     check_ctx ctx = {0, 0, 0};
     ctx.problems += amm__heap_check(m);
     for (size_t i = 0; i < m->pool_count; i++) ctx.problems += amm__pool_check(m, m->pools[i]);
+    ctx.problems += amm__pool_rank_check(m);
     each_record(m, check_one, &ctx);
     size_t qn = 0, qb = 0;
     for (const amm__block *q = m->q_head; q; q = q->q_next) {

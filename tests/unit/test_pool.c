@@ -158,6 +158,62 @@ TEST(smallest_fitting_pool)
     amm_destroy(m);
 }
 
+/*
+ * The choice walks up from the smallest fitting pool: pools of one size in
+ * creation order, a full one passed over for the next, one whose alignment
+ * is too small skipped; only when every fitting pool is full does
+ * amm_pool_alloc with no pool take back the smallest one's quarantined slot.
+ */
+TEST(pool_choice_walks_up_by_size_then_creation)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("quarantine=1M,quarantine_blocks=64", &f);
+    amm_pool *a64 = amm_pool_create(m, 64, 2, 16);
+    amm_pool *b32 = amm_pool_create(m, 32, 1, 16);
+    amm_pool *c32 = amm_pool_create(m, 32, 1, 16);
+    amm_pool *d64 = amm_pool_create(m, 64, 1, 256);
+    void *p[6];
+    ASSERT_NOT_NULL(a64);
+    ASSERT_NOT_NULL(b32);
+    ASSERT_NOT_NULL(c32);
+    ASSERT_NOT_NULL(d64);
+    for (int i = 0; i < 6; i++)
+        ASSERT_NOT_NULL(p[i] = amm_alloc(m, 20, 0));
+    EXPECT_TRUE(in_pool(m, b32, p[0]));     /* the smallest size, created first */
+    EXPECT_TRUE(in_pool(m, c32, p[1]));     /* its twin */
+    EXPECT_TRUE(in_pool(m, a64, p[2]));     /* the 32s are full: 64, created first */
+    EXPECT_TRUE(in_pool(m, a64, p[3]));
+    EXPECT_TRUE(in_pool(m, d64, p[4]));     /* then its twin */
+    EXPECT_TRUE(!in_pool(m, a64, p[5]) && !in_pool(m, b32, p[5]) && !in_pool(m, c32, p[5]) &&
+                !in_pool(m, d64, p[5]));    /* every pool full: the heap */
+    EXPECT_HEALTHY(m);
+    /* 128-aligned: only d64 can; free one slot of a64 and one of d64 */
+    EXPECT_EQ(amm_free(m, p[2]), 0);
+    EXPECT_EQ(amm_free(m, p[4]), 0);        /* both quarantined: no free slot anywhere */
+    EXPECT_EQ(info_of(m, a64).quarantined, 1);
+    EXPECT_EQ(info_of(m, d64).quarantined, 1);
+    void *q = amm_alloc(m, 20, 128);        /* amm_alloc has the heap: it leaves quarantine alone */
+    ASSERT_NOT_NULL(q);
+    EXPECT_TRUE(!in_pool(m, d64, q));
+    /* amm_pool_alloc with no pool must take one back: the smallest fitting, a64 */
+    void *r = amm_pool_alloc_at(m, NULL, 20, 0, __FILE__, __LINE__);
+    EXPECT_EQ(r, p[2]);
+    void *s = amm_pool_alloc_at(m, NULL, 20, 128, __FILE__, __LINE__); /* a64 is 16-aligned: d64's */
+    EXPECT_EQ(s, p[4]);
+    EXPECT_NULL(amm_pool_alloc_at(m, NULL, 20, 0, __FILE__, __LINE__)); /* nothing left at all */
+    EXPECT_FAULTS(&f, 0);
+    EXPECT_EQ(amm_free(m, q), 0);
+    EXPECT_EQ(amm_free(m, r), 0);
+    EXPECT_EQ(amm_free(m, s), 0);
+    for (int i = 0; i < 6; i++) {
+        if (i != 2 && i != 4)
+            EXPECT_EQ(amm_free(m, p[i]), 0);
+    }
+    EXPECT_FAULTS(&f, 0);
+    EXPECT_HEALTHY(m);
+    amm_destroy(m);
+}
+
 TEST(pool_alignment_must_fit)
 {
     h_faults f;
