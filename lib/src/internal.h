@@ -389,8 +389,8 @@ static inline size_t amm__align_of(const amm__block *b) { return (size_t)1 << b-
 static inline uintptr_t amm__align_up(uintptr_t v, size_t a) { return (v + (a - 1)) & ~(uintptr_t)(a - 1); }
 static inline int amm__is_pow2(size_t v) { return v != 0 && (v & (v - 1)) == 0; }
 /* Binary search over n records, stride bytes apart and sorted by a leading
- * key word (a uintptr_t or size_t first member): the index of the first
- * whose key is > key (n if none).  The range table and the pools' by-size
+ * key (a uintptr_t first member, read through a uintptr_t lvalue): the index
+ * of the first whose key is > key (n if none).  The range table and the pools' by-size
  * order use it. */
 static inline size_t amm__first_above(const void *records, size_t n, size_t stride, uintptr_t key) {
     size_t lo = 0, hi = n;

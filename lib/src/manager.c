@@ -414,7 +414,7 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
     /* the common case first: a kept chunk of this size, when no pool could
      * take the request (alloc_block tries pools first) */
     if (align <= AMM__GRANULE && (align & (align - 1)) == 0 && m->reuse_blocks &&
-        (size > m->pool_max_block || (flags & AMM_ALLOC_NO_POOL))) {
+        (!m->pool_count || size > m->pool_max_block || (flags & AMM_ALLOC_NO_POOL))) {
         b = amm__heap_reuse_alloc(m, size, align ? align : AMM_DEFAULT_ALIGN);
         if (b) finish_block(b, size, flags, file, line);
     }
