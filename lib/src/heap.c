@@ -226,12 +226,12 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
     unsigned clean = c->flags & AMM__CHUNK_CLEAN, aged = c->flags & AMM__CHUNK_AGED;
     c->state = AMM_BLOCK_FREE;
     /* a kept neighbour joins the span: a kept chunk never splits free space (reuse lists, below) */
-    if (c->next_phys && c->next_phys->state == AMM__BINNED) {
+    if (c->next_phys && amm__state_peek(c->next_phys) == AMM__BINNED) {
         reuse_detach(m, c->next_phys);
         absorb_next(m, c);
         clean = 0;
     }
-    if (c->prev_phys && c->prev_phys->state == AMM__BINNED) {
+    if (c->prev_phys && amm__state_peek(c->prev_phys) == AMM__BINNED) {
         amm__block *p = c->prev_phys;
         reuse_detach(m, p);
         absorb_next(m, p);
@@ -241,18 +241,18 @@ static void free_chunk(amm_manager *m, amm__block *c, size_t freed) {
     }
     if (freed) { /* an idle (aged) neighbour is purged before bytes in use join it and make it young */
         amm__block *n = c->next_phys, *p = c->prev_phys;
-        if (n && n->state == AMM_BLOCK_FREE && (n->flags & AMM__CHUNK_AGED) && (n->flags & AMM__CHUNK_DIRTY))
+        if (n && amm__state_peek(n) == AMM_BLOCK_FREE && (n->flags & AMM__CHUNK_AGED) && (n->flags & AMM__CHUNK_DIRTY))
             purge_chunk(m, n);
-        if (p && p->state == AMM_BLOCK_FREE && (p->flags & AMM__CHUNK_AGED) && (p->flags & AMM__CHUNK_DIRTY))
+        if (p && amm__state_peek(p) == AMM_BLOCK_FREE && (p->flags & AMM__CHUNK_AGED) && (p->flags & AMM__CHUNK_DIRTY))
             purge_chunk(m, p);
     }
-    if (c->next_phys && c->next_phys->state == AMM_BLOCK_FREE) {
+    if (c->next_phys && amm__state_peek(c->next_phys) == AMM_BLOCK_FREE) {
         clean &= c->next_phys->flags;
         aged |= c->next_phys->flags & AMM__CHUNK_AGED;
         free_remove(m, c->next_phys);
         absorb_next(m, c);
     }
-    if (c->prev_phys && c->prev_phys->state == AMM_BLOCK_FREE) {
+    if (c->prev_phys && amm__state_peek(c->prev_phys) == AMM_BLOCK_FREE) {
         amm__block *p = c->prev_phys;
         clean &= p->flags;
         aged |= p->flags & AMM__CHUNK_AGED;
@@ -417,13 +417,10 @@ void amm__heap_unbin(amm_manager *m) {
     }
 }
 
-amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
-    size_t need = amm__heap_chunk_need(m, size);
+amm__block *amm__heap_take(amm_manager *m, size_t need, size_t align) {
     size_t extra = align > AMM__GRANULE ? align - AMM__GRANULE : 0;
     if (need > SIZE_MAX / 4 || extra > SIZE_MAX / 4) return NULL;
-    amm__block *c = m->reuse_blocks ? amm__heap_reuse_alloc(m, size, align) : NULL;
-    if (c) return c;
-    c = free_take(m, need + extra);
+    amm__block *c = free_take(m, need + extra);
     if (!c && m->reuse_blocks) { /* kept chunks may merge into a span that fits */
         amm__heap_unbin(m);
         c = free_take(m, need + extra);
@@ -442,7 +439,14 @@ amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
     }
     c->region->used_chunks++;
     c->region->used_bytes += c->raw_size;
-    amm__block_set_live(m, c, c->user, size, align);
+    return c;
+}
+
+amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align) {
+    amm__block *c = m->reuse_blocks ? amm__heap_reuse_alloc(m, size, align) : NULL; /* LIVE already */
+    if (c) return c;
+    c = amm__heap_take(m, amm__heap_chunk_need(m, size), align);
+    if (c) amm__block_set_live(m, c, c->user, size, align);
     return c;
 }
 
@@ -459,14 +463,14 @@ int amm__heap_resize(amm_manager *m, amm__block *b, size_t new_size) {
     if (need == SIZE_MAX) return -1;
     if (need > b->raw_size) {
         amm__block *n = b->next_phys;
-        if (n && n->state == AMM__BINNED) { /* a kept neighbour is free space a block may grow into */
+        if (n && amm__state_peek(n) == AMM__BINNED) { /* a kept neighbour is free space a block may grow into */
             amm__block *after = n->next_phys; /* with the free span after it, if any: is it enough? */
-            size_t room = n->raw_size + (after && after->state == AMM_BLOCK_FREE ? after->raw_size : 0);
+            size_t room = n->raw_size + (after && amm__state_peek(after) == AMM_BLOCK_FREE ? after->raw_size : 0);
             if (b->raw_size + room < need) return -1; /* no: the kept chunk stays kept */
             amm__reuse_free(m, n);
             n = b->next_phys;
         }
-        if (!n || n->state != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
+        if (!n || amm__state_peek(n) != AMM_BLOCK_FREE || b->raw_size + n->raw_size < need) return -1;
         free_remove(m, n);
         uint8_t keep = b->flags, clean = n->flags & (AMM__CHUNK_CLEAN | AMM__CHUNK_AGED);
         absorb_next(m, b);
@@ -556,6 +560,8 @@ size_t amm__heap_check(amm_manager *m) {
                 free_bytes += c->raw_size;
                 dirty_chunks += (c->flags & AMM__CHUNK_DIRTY) != 0;
                 ok = !(prev && prev->state == AMM_BLOCK_FREE); /* I2 */
+            } else if (ok && c->state == AMM__CACHED) {
+                ok = 0; /* amm_check empties the thread caches first */
             } else if (ok && c->state == AMM__BINNED) {
                 kept++;
                 free_bytes += c->raw_size;
@@ -736,7 +742,7 @@ static int relocate(amm_manager *m, amm__block *c, amm__block *d, size_t *bytes,
     d->align_log2 = c->align_log2;
     d->state = AMM_BLOCK_LIVE;
     d->origin = AMM_ORIGIN_HEAP;
-    d->flags = c->flags;
+    d->flags = c->flags & (uint8_t)~AMM__TC_OWNED; /* its thread cache does not take a moved block back */
     d->region->used_chunks++;
     d->region->used_bytes += d->raw_size;
     amm__registry_del(m, old_user);

@@ -93,7 +93,9 @@ AMM__HOT void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user,
     if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
     m->live_blocks++;
     m->live_bytes += size;
-    if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+    /* signed: with thread caches the manager's own count may run below zero
+     * until their allocs are added in (amm__tcache_fold), and is no peak then */
+    if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
     m->total_allocs++;
     if (b->origin == AMM_ORIGIN_LARGE) m->large_count++;
 }
@@ -186,8 +188,8 @@ AMM__HOT amm__block *amm__heap_reuse_alloc(amm_manager *m, size_t size, size_t a
 }
 
 AMM__HOT int amm__next_to_free_space(const amm__block *b) {
-    return (b->next_phys && b->next_phys->state == AMM_BLOCK_FREE) ||
-           (b->prev_phys && b->prev_phys->state == AMM_BLOCK_FREE);
+    return (b->next_phys && amm__state_peek(b->next_phys) == AMM_BLOCK_FREE) ||
+           (b->prev_phys && amm__state_peek(b->prev_phys) == AMM_BLOCK_FREE);
 }
 
 /* Keeps b (heap, just out of use, still in the registry) for reuse; 0 if there is no room. */

@@ -40,6 +40,11 @@
  *       registry (I4) and count as free bytes (I5); m->reuse_loose is NULL or one of them
  *   I12 m->pool_rank holds every pool once, by (block_size, creation index) ascending, each with
  *       its pool's block_size
+ *
+ * A thread cache (tcache.c) holds AMM__CACHED heap chunks: in the registry,
+ * counted in their region's used_chunks, neither live nor free.  Every check
+ * and walk empties the caches first (amm__tcache_flush_all), so the
+ * invariants above never meet one.
  */
 #ifndef AMM_INTERNAL_H
 #define AMM_INTERNAL_H
@@ -61,6 +66,7 @@
 #define AMM__SL_COUNT (1u << AMM__SL_LOG)
 #define AMM__FL_COUNT 40                /* first levels: chunk sizes up to 2^46 */
 #define AMM__BINNED 3                   /* internal block state: a freed heap chunk kept whole for reuse */
+#define AMM__CACHED 4                   /* internal block state: a heap chunk held by a thread cache (tcache.c) */
 #define AMM__REUSE_CHUNK_MAX ((size_t)4160) /* chunks up to this size are kept for reuse: 4 KiB, canaries <= 32 */
 #define AMM__REUSE_CLASSES (AMM__REUSE_CHUNK_MAX / 16 + 1)
 
@@ -94,7 +100,7 @@ struct amm__block {
     int line;
     uint32_t refcount;     /* >= 1 when LIVE */
     uint8_t align_log2;    /* alignment the user asked for (after defaulting) */
-    uint8_t state;         /* amm_block_state, or AMM__BINNED */
+    uint8_t state;         /* amm_block_state, AMM__BINNED or AMM__CACHED (amm__state_peek: a neighbour's) */
     uint8_t origin;        /* amm_origin */
     uint8_t flags;         /* AMM_ALLOC_* flags kept with the block; AMM__CHUNK_* on a FREE heap chunk */
     union {
@@ -103,10 +109,19 @@ struct amm__block {
     };
     amm__block *prev_phys; /* HEAP: neighbours in address order (boundary tags, out of band) */
     amm__block *next_phys;
-    amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list; */
-    amm__block *q_next;    /* BINNED: the reuse list of its size */
+    union {
+        amm__block *q_prev;    /* QUARANTINED: FIFO links, oldest at m->q_head; FREE heap chunk: the dirty list; */
+        struct amm__tcache *tc_owner; /* LIVE with AMM__TC_OWNED: the thread cache it came from */
+    };
+    amm__block *q_next;    /* BINNED: the reuse list of its size; CACHED: its cache's list */
 };
 _Static_assert(sizeof(amm__block) <= 104, "a block record stays at 104 bytes (RSS: one per block and free span)");
+
+/* The state of a heap chunk's neighbour, read under the manager lock: a
+ * thread cache's owner makes its chunks LIVE under the cache's lock alone,
+ * so that byte is written and read atomically (CACHED and LIVE are both in
+ * use to a merge: the answer does not depend on the race). */
+static inline uint8_t amm__state_peek(const amm__block *b) { return __atomic_load_n(&b->state, __ATOMIC_RELAXED); }
 
 /* The pool of a block, or NULL for a heap chunk or large mapping. */
 static inline amm_pool *amm__pool_of(const amm__block *b) { return b->origin == AMM_ORIGIN_POOL ? b->pool : NULL; }
@@ -180,6 +195,69 @@ typedef struct amm__mutex {
     atomic_int state;
 } amm__mutex;
 
+/* ---- thread caches (tcache.c explains them) ---- */
+#define AMM__TC_CHUNK_MAX ((size_t)1024) /* heap chunks up to this many bytes (guards included) are cached */
+#define AMM__TC_CLASSES (AMM__TC_CHUNK_MAX / AMM__GRANULE + 1)
+#define AMM__TC_SERIALS 64               /* allocation serials a cache takes at a time */
+#define AMM__TC_OWNED 0x10u              /* LIVE block flag: a cache handed it out; tc_owner names the cache */
+#define AMM__TC_MAP 1024                 /* blocks a cache remembers handing out (direct-mapped by address) */
+
+/* A block a cache handed out, by user pointer: the owner's free finds its record here. */
+typedef struct amm__tc_entry {
+    _Atomic(uintptr_t) user;   /* 0: empty; the owner sets it, a free elsewhere may clear it (amm__tcache_give_back) */
+    amm__block *b;
+} amm__tc_entry;
+
+typedef struct amm__tcache amm__tcache;
+struct amm__tcache {
+    /* read by the owner and by frees elsewhere, written rarely (a cache line of its own) */
+    _Atomic(amm_manager *) m;  /* NULL once the manager is destroyed */
+    const void *owner;         /* the owning thread's tag (amm__tcache_self) */
+    atomic_int stop;           /* a flush wants the cache: the owner keeps out (amm__tc_enter) */
+    int enabled;               /* it may hand out and take back (set by a refill, cleared by a flush: manager lock) */
+    int orphan;                /* its thread has exited: no chunk goes back to it (manager lock) */
+    amm__tcache *t_next;       /* the owning thread's caches (that thread only) */
+    amm__tcache *m_prev, *m_next; /* the manager's caches (manager lock) */
+    /* the owner's, written on every alloc and free it serves */
+    _Alignas(64) atomic_int busy; /* the owner is inside (amm__tc_enter) */
+    size_t live_blocks, live_bytes, allocs, frees; /* not yet in the manager's counters (mod 2^64) */
+    uint64_t serial_next, serial_end;       /* serials taken from the manager, not yet used */
+    atomic_size_t taken;       /* chunks it handed out less those its owner freed into it (relaxed; the owner's) */
+    amm__block *local[AMM__TC_CLASSES]; /* the owner's chunks by class (chunk bytes / 16), through q_next */
+    /* written by frees elsewhere (under the manager's lock) */
+    _Alignas(64) size_t held;  /* chunks given to it (refills, frees): held - taken are in it */
+    size_t taken_seen;         /* taken, as last read */
+    /* chunks freed back to it, pushed under the manager's lock, taken whole by the owner */
+    _Alignas(64) _Atomic(amm__block *) remote[AMM__TC_CLASSES];
+    amm__tc_entry map[AMM__TC_MAP]; /* the owner's: what it handed out, by amm__tc_slot (a later one evicts) */
+};
+
+/* How the owner's fast path and a flush keep apart.  The owner marks the
+ * cache busy, then looks for a stop; a flush (under the manager's lock)
+ * marks stop, then waits until the cache is not busy.  One of the two must
+ * see the other's mark: with amm__tc_asym (membarrier registered) the owner
+ * pays no fence, as the flush makes every running thread of the process
+ * execute one (membarrier(2)) between its mark and its look; otherwise the
+ * owner's mark is a sequentially consistent exchange. */
+extern atomic_int amm__tc_asym;
+static inline int amm__tc_enter(amm__tcache *c) {
+    if (atomic_load_explicit(&amm__tc_asym, memory_order_relaxed)) {
+        atomic_store_explicit(&c->busy, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the mark before the look */
+    } else {
+        atomic_exchange_explicit(&c->busy, 1, memory_order_seq_cst);
+    }
+    if (!atomic_load_explicit(&c->stop, memory_order_seq_cst)) return 1; /* (a plain load on x86) */
+    atomic_store_explicit(&c->busy, 0, memory_order_release);
+    return 0;
+}
+static inline void amm__tc_leave(amm__tcache *c) { atomic_store_explicit(&c->busy, 0, memory_order_release); }
+
+/* The map entry of a user pointer. */
+static inline size_t amm__tc_slot(uintptr_t user) {
+    return (size_t)((user >> 4) ^ (user >> 15)) & (AMM__TC_MAP - 1);
+}
+
 struct amm_manager {
     /* The lock alone in the first cache line (a thread spinning on it takes
      * nothing else from the holder), then what every alloc and free writes in
@@ -196,6 +274,8 @@ struct amm_manager {
     size_t pool_slots_used, large_count;
     struct amm__tracer *tracer;  /* NULL: tracing off, no cost beyond this test */
     size_t ops_since_check, ops_since_sample;
+    const void *tc_first;      /* the first thread that called in (its tag, amm__tcache_self) */
+    int tc_shared;             /* a second thread has called in: allocating threads get caches (tcache.c) */
 
     /* read by every call, written at creation (and by the fork handlers) */
     _Alignas(64) amm_manager *all_prev, *all_next; /* every live manager, for fork (manager.c) */
@@ -241,11 +321,15 @@ struct amm_manager {
     uint64_t purge_last_ns; /* when the last purge batch ended */
     amm__block *dirty_head; /* free chunks >= cfg.purge holding freed, maybe resident, pages */
     amm__block *dirty_aged; /* ... dirty since before the last purge */
+
+    amm__tcache *tc_head;      /* every thread cache of this manager (tcache.c) */
 };
 
 /* ---- locks (manager.c; the futex calls in os.c) ---- */
 void amm__lock(amm_manager *m);
 void amm__unlock(amm_manager *m);
+int amm__fork_held(void);   /* 1 on the forking thread between amm's prepare and release: every lock is its own */
+void amm__fork_wait(void);  /* returns once no fork is being prepared */
 void amm__mutex_wait(amm__mutex *mu);  /* os.c: takes mu, sleeping while it is held */
 void amm__mutex_wake(amm__mutex *mu);  /* os.c: wakes one waiter */
 /* 0 if mu was free and is now held, -1 if it is held. */
@@ -352,6 +436,9 @@ void amm__quarantine_evict_pool(amm_manager *m, amm_pool *p);
 
 /* ---- heap.c: TLSF over out-of-band chunk records ---- */
 amm__block *amm__heap_alloc(amm_manager *m, size_t size, size_t align);  /* LIVE record, guards written */
+/* A chunk of need bytes from the free lists (or a new region) for align: registered at
+ * raw + front, counted in its region's used_chunks, its state the caller's to set; NULL if refused. */
+amm__block *amm__heap_take(amm_manager *m, size_t need, size_t align);
 /* (release, and alloc from the reuse lists: hot.h) */
 void amm__heap_free_used(amm_manager *m, amm__block *b);  /* out of the registry, merged into the free lists */
 void amm__reuse_free(amm_manager *m, amm__block *c);      /* a kept chunk to the free lists */
@@ -416,6 +503,47 @@ const char *amm__base_name(const char *path); /* after the last '/'; NULL stays 
 void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm__block *b,
                 const char *operation, const char *detail, long long offset, size_t bytes,
                 const char *file, int line);
+
+/* ---- tcache.c: per-thread caches of small heap chunks ---- */
+extern _Thread_local amm__tcache *amm__tl_caches __attribute__((tls_model("initial-exec"))); /* this thread's caches, the last used first */
+/* This thread's tag: the address of its cache list, unique among running threads. */
+static inline const void *amm__tcache_self(void) { return &amm__tl_caches; }
+/* This thread's cache of m (moved to the front of its list), or NULL; detached ones are freed on the way. */
+amm__tcache *amm__tcache_find(amm_manager *m);
+/* 1 if threads may cache chunks of this manager now (shared; no tracer, pool, periodic check or quarantine). */
+int amm__tcache_enabled(const amm_manager *m);
+/* The chunk bytes a request needs if a cache may hold them, else 0 (any alignment <= 16). */
+static inline size_t amm__tcache_need(const amm_manager *m, size_t size, size_t align) {
+    if (align > AMM__GRANULE || size > AMM__TC_CHUNK_MAX) return 0;
+    size_t need = amm__heap_chunk_need(m, size);
+    return need <= AMM__TC_CHUNK_MAX && need < m->cfg.large_threshold ? need : 0;
+}
+/* Refills c's (empty) class for need-byte chunks; the manager's lock and c's are held.  Chunks added. */
+size_t amm__tcache_refill(amm_manager *m, amm__tcache *c, size_t need);
+/* b (a heap block out of use, counters taken off) back to the cache that handed it out, if
+ * that cache takes it: 1, else 0 (the heap takes it).  The manager lock is held. */
+int amm__tcache_give_back(amm_manager *m, amm__block *b);
+/* Adds c's counters into the manager's (both locks held). */
+void amm__tcache_fold(amm_manager *m, amm__tcache *c);
+/* Folds every cache's counters, returning the bytes of the chunks they hold
+ * (stats), or also gives every cached chunk back (walks, checks, compaction,
+ * a new pool, a tracer); the manager lock is held. */
+size_t amm__tcache_fold_all(amm_manager *m);
+void amm__tcache_flush_all(amm_manager *m);
+/* A cache of m for this thread, linked (the manager lock is held): an exited thread's if m has
+ * one, else mem made one; NULL if this thread has no exit hook (amm__tcache_thread_register). */
+amm__tcache *amm__tcache_new(amm_manager *m, void *mem);
+void *amm__tcache_map(void);                        /* memory for one cache, before the lock */
+void amm__tcache_unmap(void *mem);
+void amm__tcache_thread_register(void);             /* this thread's caches are flushed at its exit (no lock held) */
+void amm__tcache_detach_all(amm_manager *m);        /* amm_destroy, before it frees m: the caches forget it */
+/* Fork: every cache lock of every manager taken (after the managers'); released; in the child,
+ * other threads' caches are emptied and freed. */
+void amm__tcache_fork_lock(amm_manager *m);
+void amm__tcache_fork_unlock(amm_manager *m, int child);
+void amm__tcache_fork_mutex(int take);             /* the global detach mutex: taken (blocking) or released */
+void amm__tcache_fork_child(void);                 /* in the child, first: what the threads left half done */
+int amm__tcache_fork_trylock(void);                /* ... taken if free: 0, else -1 */
 
 /* ---- stats.c ---- */
 void amm__stats_locked(amm_manager *m, amm_stats *st);

@@ -103,6 +103,7 @@ size_t amm_leak_report(amm_manager *m, FILE *out, size_t max_sites) {
     leak_ctx ctx = {NULL, 0, 0};
     size_t map_bytes = 0, live, live_bytes;
     amm__lock(m);
+    amm__tcache_flush_all(m);
     live = m->live_blocks;
     live_bytes = m->live_bytes;
     if (live && out) {

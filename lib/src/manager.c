@@ -61,6 +61,11 @@ static inline __attribute__((always_inline)) void lock_take(amm_manager *m) {
     amm__mutex_lock(&m->lock);
     if (t->depth < AMM__HELD_MAX) t->held[t->depth] = m;
     t->depth++;
+    const void *self = amm__tcache_self();
+    if (__builtin_expect(m->tc_first != self, 0)) { /* a second thread: the manager is shared (tcache.c) */
+        if (!m->tc_first) m->tc_first = self;
+        else m->tc_shared = 1;
+    }
 }
 
 static inline __attribute__((always_inline)) void lock_give(amm_manager *m) {
@@ -72,6 +77,10 @@ static inline __attribute__((always_inline)) void lock_give(amm_manager *m) {
 
 void amm__lock(amm_manager *m) { lock_take(m); }
 void amm__unlock(amm_manager *m) { lock_give(m); }
+int amm__fork_held(void) { return tl_locks.fork_held; }
+void amm__fork_wait(void) {
+    while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
+}
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static amm_manager *all_head;
@@ -111,19 +120,28 @@ static void fork_prepare(void) {
         for (amm_manager *m = all_head; m && !busy; m = m->all_next) {
             if (m != held && !held_by_me(m) && amm__mutex_trylock(&m->lock) != 0) busy = m;
         }
-        if (!busy) {
+        if (!busy && amm__tcache_fork_trylock() == 0) {
+            /* the thread caches last: an owner inside one waits for nothing */
+            for (amm_manager *m = all_head; m; m = m->all_next) amm__tcache_fork_lock(m);
             tl_locks.fork_held = 1;
             return;
         }
+        int wait_detach = !busy; /* a thread exiting or a destroy holds the caches' mutex: wait for it alone */
         for (amm_manager *m = all_head; m != busy; m = m->all_next) {
             if (m != held && !held_by_me(m)) amm__mutex_unlock(&m->lock);
         }
         if (held) amm__mutex_unlock(&held->lock);
         pthread_mutex_unlock(&all_mu);
-        /* wait for the busy one holding nothing; it cannot be freed meanwhile:
-         * amm_destroy takes its lock (through the gate) before it frees it */
-        amm__mutex_lock(&busy->lock);
-        held = busy;
+        held = NULL;
+        if (wait_detach) {
+            amm__tcache_fork_mutex(1);
+            amm__tcache_fork_mutex(0);
+        } else {
+            /* wait for the busy one holding nothing; it cannot be freed meanwhile:
+             * amm_destroy takes its lock (through the gate) before it frees it */
+            amm__mutex_lock(&busy->lock);
+            held = busy;
+        }
         all_mu_take();
     }
 }
@@ -132,10 +150,13 @@ static void fork_release(int child) {
     if (!tl_locks.fork_held) return;
     tl_locks.fork_held = 0;
     if (child) amm__trace_forget_all_in_child();
+    if (child) amm__tcache_fork_child();
     for (amm_manager *m = all_head; m; m = m->all_next) {
         if (child) amm__trace_forget_in_child(m);
+        amm__tcache_fork_unlock(m, child); /* the child empties the caches of threads it has not */
         if (!held_by_me(m)) amm__mutex_unlock(&m->lock);
     }
+    amm__tcache_fork_mutex(0);
     pthread_mutex_unlock(&all_mu);
     if (child) atomic_store_explicit(&fork_gate, 0, memory_order_release); /* no other fork goes on there */
     else atomic_fetch_sub_explicit(&fork_gate, 1, memory_order_acq_rel);
@@ -235,6 +256,7 @@ void amm_destroy(amm_manager *m) {
     if (m->cfg.leaks) amm_leak_report(m, stderr, 0);
     all_remove(m);
     lock_take(m);
+    amm__tcache_flush_all(m);
     amm__quarantine_flush(m);
     AMM__TRACE(m, amm__trace_manager(m, AMM_TOP_MANAGER_DESTROY));
     if (m->tracer) amm__trace_stop_locked(m);
@@ -246,6 +268,7 @@ void amm_destroy(amm_manager *m) {
     amm__array_free(m->ranges, m->range_cap, sizeof(amm__range));
     amm__meta_destroy(m);
     lock_give(m);
+    amm__tcache_detach_all(m); /* their threads free them */
     amm__os_unmap(m, sizeof *m);
 }
 
@@ -354,13 +377,16 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
     case AMM__PTR_BLOCK:
         break;
     }
-    if (b->state == AMM_BLOCK_QUARANTINED || b->state == AMM__BINNED || (b->state == AMM_BLOCK_FREE && b->serial)) {
+    if (b->state == AMM_BLOCK_QUARANTINED || b->state == AMM__BINNED ||
+        ((b->state == AMM_BLOCK_FREE || b->state == AMM__CACHED) && b->serial)) {
         amm__fault(m, AMM_ERR_DOUBLE_FREE, ptr, b, op, NULL, 0, 0, file, line);
         return NULL;
     }
-    if (b->state == AMM_BLOCK_FREE) {
-        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op, "a pool slot that was never allocated", 0, 0, file,
-                   line);
+    if (b->state != AMM_BLOCK_LIVE) {
+        amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op,
+                   b->state == AMM__CACHED ? "a heap chunk a thread cache holds, never allocated"
+                                           : "a pool slot that was never allocated",
+                   0, 0, file, line);
         return NULL;
     }
     return b;
@@ -397,8 +423,155 @@ static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__bl
         amm__quarantine_push(m, b);
     } else {
         amm__san_free(b->user, b->size);
-        amm__release_block(m, b);
+        if (!(b->flags & AMM__TC_OWNED) || b->origin != AMM_ORIGIN_HEAP || !amm__tcache_give_back(m, b))
+            amm__release_block(m, b);
     }
+}
+
+/* ---- thread caches (tcache.c explains them) ---- */
+
+/* Makes b, a chunk cache c held, a LIVE block: what amm__block_set_live and
+ * finish_block do, with c's counters and serials (inside c: amm__tc_enter). */
+static inline __attribute__((always_inline)) void tc_hand_out(amm_manager *m, amm__tcache *c, amm__block *b, size_t size,
+                                                             size_t align, unsigned flags, const char *file, int line) {
+    b->size = size;
+    b->align_log2 = (uint8_t)amm__log2(align ? align : AMM_DEFAULT_ALIGN);
+    b->refcount = 1;
+    b->serial = c->serial_next++;
+    b->flags = (uint8_t)((flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL)) | AMM__TC_OWNED);
+    b->tc_owner = c;
+    b->file = file;
+    b->line = line;
+    __atomic_store_n(&b->state, AMM_BLOCK_LIVE, __ATOMIC_RELAXED); /* a merge next door may read it (amm__state_peek) */
+    amm__san_alloc(b->user, size, 0);
+    amm__guards_put(m, b); /* (the sanitizers' view of the guards follows the state) */
+    if (m->cfg.fill) memset((void *)b->user, AMM_FILL_NEW, size);
+    if (flags & AMM_ALLOC_ZERO) memset((void *)b->user, 0, size);
+    c->live_blocks++;
+    c->live_bytes += size;
+    c->allocs++;
+    atomic_store_explicit(&c->taken, atomic_load_explicit(&c->taken, memory_order_relaxed) + 1,
+                          memory_order_relaxed); /* only the owner writes it */
+    if (!amm__quarantines(m, b)) { /* its free may come back here (tc_free) */
+        amm__tc_entry *e = &c->map[amm__tc_slot(b->user)];
+        e->b = b;
+        atomic_store_explicit(&e->user, b->user, memory_order_relaxed);
+    }
+}
+
+/* The next chunk of class cls in c: its own list, else what was freed back to it. */
+static inline __attribute__((always_inline)) amm__block *tc_pop(amm__tcache *c, size_t cls) {
+    amm__block *b = c->local[cls];
+    if (!b && atomic_load_explicit(&c->remote[cls], memory_order_relaxed))
+        b = atomic_exchange_explicit(&c->remote[cls], NULL, memory_order_acquire);
+    if (b) c->local[cls] = b->q_next;
+    return b;
+}
+
+/* An alloc from this thread's cache c of m, without the manager's lock; NULL: ask the manager. */
+static inline __attribute__((always_inline)) void *tc_alloc(amm_manager *m, amm__tcache *c, size_t size, size_t align,
+                                                           unsigned flags, const char *file, int line) {
+    size_t need = amm__tcache_need(m, size, align);
+    if (!need || (align & (align - 1))) return NULL;
+    amm__thread_locks *t = &tl_locks;
+    if (t->fork_held) return NULL; /* a fork handler: the caches' locks are this thread's */
+    if (t->depth == 0) {
+        while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
+    }
+    size_t cls = need / AMM__GRANULE;
+    void *user = NULL;
+    if (!amm__tc_enter(c)) return NULL;
+    amm__block *b = c->enabled && c->serial_next != c->serial_end ? tc_pop(c, cls) : NULL;
+    if (b) {
+        tc_hand_out(m, c, b, size, align, flags, file, line);
+        user = (void *)b->user;
+    }
+    amm__tc_leave(c);
+    return user;
+}
+
+/* 1 if b has no guard bytes, or short ones (amm__guards_inline) that are whole. */
+static inline __attribute__((always_inline)) int tc_guards_whole(const amm_manager *m, const amm__block *b) {
+    uintptr_t uend = b->user + b->size;
+    size_t front = b->user - b->raw, back = b->raw + b->raw_size - uend;
+    if (!(front | back)) return 1; /* nothing to read: not even the line a neighbour's owner may be writing */
+    return amm__guards_inline(front, back) && amm__canary_ok(m, b->raw, front) && amm__canary_ok(m, uend, back);
+}
+
+/* A free by the thread whose cache c handed ptr out, without the manager's
+ * lock: 1 if done; 0 sends it to the manager (not c's, quarantined, damaged
+ * guards, anything to report), which checks it all again. */
+static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tcache *c, void *ptr) {
+    uintptr_t user = (uintptr_t)ptr;
+    amm__tc_entry *e = &c->map[amm__tc_slot(user)];
+    if (atomic_load_explicit(&e->user, memory_order_relaxed) != user) return 0; /* not one this cache handed out */
+    amm__thread_locks *t = &tl_locks;
+    if (t->fork_held) return 0;
+    if (t->depth == 0) {
+        while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
+    }
+    int done = 0;
+    if (!amm__tc_enter(c)) return 0;
+    /* The entry stands while the block is LIVE and c's, or back in c: a
+     * flush clears it, and so does a free elsewhere that does not give the
+     * chunk back to c (amm__tcache_give_back).  So the record read here is
+     * one no other thread writes (unless the program frees the block twice
+     * at once).  It must still be the LIVE block c handed out at user, with
+     * count 1, not resized past the classes, not quarantined, guards whole. */
+    amm__block *b = e->b;
+    if (c->enabled && atomic_load_explicit(&e->user, memory_order_relaxed) == user &&
+        __atomic_load_n(&b->state, __ATOMIC_RELAXED) == AMM_BLOCK_LIVE && (b->flags & AMM__TC_OWNED) &&
+        b->tc_owner == c && b->user == user && b->refcount == 1 && b->raw_size / AMM__GRANULE < AMM__TC_CLASSES &&
+        !amm__quarantines(m, b) && tc_guards_whole(m, b)) {
+        size_t cls = b->raw_size / AMM__GRANULE;
+        c->live_blocks--;
+        c->live_bytes -= b->size;
+        c->frees++;
+        amm__san_free(user, b->size);
+        amm__san_freed(b->raw, b->raw_size);
+        b->refcount = 0;
+        b->flags = 0;
+        __atomic_store_n(&b->state, AMM__CACHED, __ATOMIC_RELAXED);
+        b->q_next = c->local[cls];
+        c->local[cls] = b;
+        atomic_store_explicit(&c->taken, atomic_load_explicit(&c->taken, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&e->user, 0, memory_order_relaxed);
+        done = 1;
+    }
+    amm__tc_leave(c);
+    return done;
+}
+
+/* The miss (manager lock held): refill c's class for need-byte chunks and take one. */
+static amm__block *tc_refill_alloc(amm_manager *m, amm__tcache *c, size_t need, size_t size, size_t align,
+                                   unsigned flags, const char *file, int line) {
+    amm__block *b = NULL;
+    size_t cls = need / AMM__GRANULE;
+    /* no flush can come (the manager's lock) and the owner is this thread: the cache is ours */
+    amm__tcache_fold(m, c);
+    if (c->serial_next == c->serial_end) {
+        c->serial_next = m->serial + 1;
+        m->serial += AMM__TC_SERIALS;
+        c->serial_end = m->serial + 1;
+    }
+    if (!c->local[cls] && !atomic_load_explicit(&c->remote[cls], memory_order_relaxed)) amm__tcache_refill(m, c, need);
+    c->enabled = 1; /* the caller saw amm__tcache_enabled */
+    b = tc_pop(c, cls);
+    if (b) tc_hand_out(m, c, b, size, align, flags, file, line);
+    return b;
+}
+
+/* A cache of m for this thread (no lock held: the thread's exit hook may allocate). */
+static void tc_make(amm_manager *m) {
+    amm__tcache_thread_register();
+    void *mem = amm__tcache_map();
+    if (!mem) return; /* no cache: this thread goes on through the manager's lock */
+    lock_take(m);
+    if (amm__tcache_enabled(m) && !amm__tcache_find(m) && amm__tcache_new(m, mem) == mem)
+        mem = NULL; /* (an exited thread's cache, if any, is taken over instead) */
+    lock_give(m);
+    if (mem) amm__tcache_unmap(mem);
 }
 
 /* ---- blocks ---- */
@@ -408,12 +581,26 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, NULL, NULL, "alloc", "NULL manager", 0, 0, file, line);
         return NULL;
     }
+    amm__tcache *tc = amm__tl_caches; /* the cache last used: a thread mostly sticks to one manager */
+    if (tc && atomic_load_explicit(&tc->m, memory_order_relaxed) == m) {
+        void *user = tc_alloc(m, tc, size, align, flags, file, line);
+        if (user) return user;
+    }
     lock_take(m);
     void *user = NULL;
     amm__block *b = NULL;
+    int want_cache = 0;
+    if (m->tc_shared && amm__tcache_enabled(m) && !(align & (align - 1))) {
+        size_t need = amm__tcache_need(m, size, align);
+        if (need && !tl_locks.fork_held) {
+            tc = amm__tcache_find(m);
+            if (tc) b = tc_refill_alloc(m, tc, need, size, align, flags, file, line);
+            else want_cache = 1;
+        }
+    }
     /* the common case first: a kept chunk of this size, when no pool could
      * take the request (alloc_block tries pools first) */
-    if (align <= AMM__GRANULE && (align & (align - 1)) == 0 && m->reuse_blocks &&
+    if (!b && align <= AMM__GRANULE && (align & (align - 1)) == 0 && m->reuse_blocks &&
         (!m->pool_count || size > m->pool_max_block || (flags & AMM_ALLOC_NO_POOL))) {
         b = amm__heap_reuse_alloc(m, size, align ? align : AMM_DEFAULT_ALIGN);
         if (b) finish_block(b, size, flags, file, line);
@@ -428,6 +615,7 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
         op_tick(m);
     }
     lock_give(m);
+    if (want_cache) tc_make(m);
     return user;
 }
 
@@ -437,6 +625,8 @@ int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
         amm__fault(NULL, AMM_ERR_INVALID_POINTER, ptr, NULL, "free", "NULL manager", 0, 0, file, line);
         return -1;
     }
+    amm__tcache *tc = amm__tl_caches;
+    if (tc && atomic_load_explicit(&tc->m, memory_order_relaxed) == m && tc_free(m, tc, ptr)) return 0;
     lock_take(m);
     int rc = -1;
     amm__block *b = live_fast(m, ptr);
@@ -477,11 +667,12 @@ static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size
         b->align_log2 = (uint8_t)amm__log2(align);
         amm__guards_put(m, b);
         m->live_bytes = m->live_bytes - old_size + new_size;
-        if (m->live_bytes > m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+        if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
         AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, b, old_user, old_size));
         return (void *)old_user;
     }
-    unsigned flags = b->flags | (b->origin == AMM_ORIGIN_POOL ? 0u : AMM_ALLOC_NO_POOL);
+    unsigned flags = (b->flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL)) |
+                     (b->origin == AMM_ORIGIN_POOL ? 0u : AMM_ALLOC_NO_POOL);
     amm__block *nb = alloc_block(m, new_size, align, flags, "realloc", file ? file : b->file, file ? line : b->line);
     if (!nb) return NULL;
     memcpy((void *)nb->user, (const void *)old_user, old_size < new_size ? old_size : new_size);
@@ -515,11 +706,12 @@ static int check_source(amm_manager *m, const void *src, size_t size, const char
     amm__block *b;
     amm__lookup_kind k = amm__lookup(m, src, &b);
     if (k == AMM__PTR_FOREIGN) return 0; /* not amm's memory: the caller vouches for it */
-    if (!b || (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED && b->state != AMM__BINNED)) {
+    if (!b || (b->state != AMM_BLOCK_LIVE && b->state != AMM_BLOCK_QUARANTINED && b->state != AMM__BINNED &&
+               !(b->state == AMM__CACHED && b->serial))) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, src, NULL, "copy", "the source is not a live block", 0, 0, file, line);
         return -1;
     }
-    if (b->state != AMM_BLOCK_LIVE) { /* freed: in quarantine or kept for reuse */
+    if (b->state != AMM_BLOCK_LIVE) { /* freed: in quarantine, kept for reuse or in a thread cache */
         amm__fault(m, AMM_ERR_USE_AFTER_FREE, src, b, "copy", NULL, 0, 0, file, line);
         return -1;
     }
@@ -716,7 +908,10 @@ void amm_defragment(amm_manager *m, unsigned flags, amm_defrag_report *report) {
     memset(&r, 0, sizeof r);
     lock_take(m);
     /* quarantined blocks are checked and freed first: "before" is the heap compaction starts from */
-    if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) amm__quarantine_flush(m);
+    if (flags & (AMM_DEFRAG_COMPACT | AMM_DEFRAG_RELEASE)) {
+        amm__tcache_flush_all(m); /* cached chunks are free space to compaction and release */
+        amm__quarantine_flush(m);
+    }
     amm__stats_locked(m, &r.before);
     AMM__TRACE(m, amm__trace_defrag(m, AMM_TOP_DEFRAG_BEGIN, flags, &r.before, 0, 0));
     if (flags & AMM_DEFRAG_COMPACT) {

@@ -157,7 +157,7 @@ void amm__fault(amm_manager *m, amm_error_kind kind, const void *ptr, const amm_
     r.op_site = (amm_site){file, line};
     if (b) r.origin = (amm_origin)b->origin;
     if (b && (b->state == AMM_BLOCK_LIVE || b->state == AMM_BLOCK_QUARANTINED || b->state == AMM__BINNED ||
-              b->origin == AMM_ORIGIN_POOL)) {
+              (b->state == AMM__CACHED && b->serial) || b->origin == AMM_ORIGIN_POOL)) {
         /* a free pool slot and a heap chunk kept for reuse keep their last block's user pointer, size and site */
         r.block = (const void *)b->user;
         r.block_size = b->size;

@@ -12,7 +12,9 @@
 static double ratio(size_t num, size_t den) { return den ? (double)num / (double)den : 0.0; }
 
 void amm__stats_locked(amm_manager *m, amm_stats *st) {
+    size_t cached = amm__tcache_fold_all(m); /* the thread caches' allocs counted */
     memset(st, 0, sizeof *st);
+    st->cached_bytes = cached;
     st->live_blocks = m->live_blocks;
     st->live_bytes = m->live_bytes;
     st->peak_live_bytes = m->peak_live_bytes;
@@ -73,7 +75,7 @@ static void block_info(const amm_manager *m, const amm__block *b, size_t region_
     out->size = b->size;
     out->alignment = amm__align_of(b);
     out->refcount = b->state == AMM_BLOCK_LIVE ? b->refcount : 0;
-    out->flags = b->flags;
+    out->flags = b->flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL);
     out->canary_ok = canary_intact(m, b);
     out->site = (amm_site){b->file, b->line};
     out->serial = b->serial;
@@ -121,6 +123,7 @@ static int visit_one(amm_manager *m, amm__block *b, size_t range_index, void *us
 
 size_t amm__walk_locked(amm_manager *m, amm_visit_fn visit, void *user) {
     visit_ctx ctx = {visit, user};
+    amm__tcache_flush_all(m); /* a walk meets no cached chunk */
     return each_record(m, visit_one, &ctx);
 }
 
@@ -166,6 +169,7 @@ static int check_one(amm_manager *m, amm__block *b, size_t range_index, void *us
 
 size_t amm__check_locked(amm_manager *m) {
     check_ctx ctx = {0, 0, 0};
+    amm__tcache_flush_all(m); /* the invariants hold with every cache empty */
     ctx.problems += amm__heap_check(m);
     for (size_t i = 0; i < m->pool_count; i++) ctx.problems += amm__pool_check(m, m->pools[i]);
     ctx.problems += amm__pool_rank_check(m);
@@ -195,6 +199,7 @@ size_t amm_check(amm_manager *m) {
 int amm_check_fast(amm_manager *m) {
     if (!m) return 0;
     amm__lock(m);
+    amm__tcache_fold_all(m); /* the thread caches' counts in */
     int ok = m->live_bytes + m->q_bytes <= m->reserved && m->heap_free_bytes <= m->reserved &&
              m->pool_slots_used <= m->pool_slots && m->total_frees <= m->total_allocs &&
              m->live_blocks == m->total_allocs - m->total_frees && m->registry.count * 2 <= m->registry.cap + 1 &&

@@ -333,7 +333,8 @@ static void tw_block_fields(struct amm__tracer *t, amm_trace_record *rec, uintpt
 }
 
 static void tw_from_block(struct amm__tracer *t, amm_trace_record *rec, const amm__block *b) {
-    tw_block_fields(t, rec, b->user, b->raw, b->size, b->align_log2, b->origin, b->flags, b->file, b->line);
+    tw_block_fields(t, rec, b->user, b->raw, b->size, b->align_log2, b->origin,
+                    b->flags & (AMM_ALLOC_MOVABLE | AMM_ALLOC_NO_POOL), b->file, b->line); /* the allocation flags */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -750,6 +751,7 @@ int amm__trace_start_locked(amm_manager *m, const char *dest) {
         tw_refuse(m, AMM_ERR_OUT_OF_MEMORY, "trace: no memory or thread for the trace writer");
         return -1;
     }
+    amm__tcache_flush_all(m); /* a trace sees every alloc: no cache hands any out while it runs */
     m->tracer = t;
     tw_exit_track(t, 1);
     amm__trace_manager(m, AMM_TOP_MANAGER_CREATE);

@@ -160,6 +160,7 @@ typedef enum amm_on_error { AMM_ON_ERROR_REPORT = 0, AMM_ON_ERROR_ABORT = 1 } am
     X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "free heap spans this large give their whole pages back to the system (0: only amm_defragment does)") \
     X(purge_delay, UINT, 1, 0, 1u << 20, "milliseconds a purge batch waits at least after the last one (0: none)") \
     X(reuse, SIZE, 64 << 10, 0, (size_t)1 << 30, "freed heap chunks up to 4 KiB (and canaries) are kept whole for the next request of their size, up to this many bytes in all (0: every free merges at once)") \
+    X(tcache, UINT, 16, 0, 32, "a manager shared by threads gives each allocating thread a cache of up to this many chunks per size, for chunks up to 1 KiB (0: off)") \
     X(leaks, BOOL, 0, 0, 1, "amm_destroy (and the LD_PRELOAD shim at exit) reports blocks still live, by allocation site") \
     X(check_every, UINT, 0, 0, 1u << 31, "run amm_check every N operations (0: never)")          \
     X(sample_every, UINT, 1024, 0, 1u << 31, "trace a stats sample every N operations (0: never)") \
@@ -176,6 +177,7 @@ typedef struct amm_config {
     size_t purge;
     size_t purge_delay;
     size_t reuse;
+    size_t tcache;
     int leaks;
     size_t check_every;
     size_t sample_every;
@@ -398,6 +400,7 @@ size_t amm_walk(amm_manager *m, amm_visit_fn visit, void *user);
     X(free_bytes, "bytes", "bytes in free heap spans")                              \
     X(largest_free, "bytes", "largest free heap span")                              \
     X(reuse_bytes, "bytes", "freed chunks kept whole for reuse (counted in free_bytes)") \
+    X(cached_bytes, "bytes", "chunks thread caches hold for their threads' next allocs (neither live nor free)") \
     X(quarantine_blocks, "blocks", "freed blocks held in quarantine")               \
     X(quarantine_bytes, "bytes", "bytes held in quarantine (chunks)")               \
     X(region_count, "regions", "managed heap regions")                              \
