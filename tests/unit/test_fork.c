@@ -121,7 +121,7 @@ TEST(fork_while_threads_allocate)
     ASSERT_NOT_NULL(m);
     ASSERT_NOT_NULL(other);
     for (int t = 0; t < HAMMERS; t++) {
-        h[t] = (hammer){m, &stop, t};
+        h[t] = (hammer){t % 2 ? other : m, &stop, t}; /* other has no quarantine: thread caches */
         ASSERT_EQ(pthread_create(&th[t], NULL, hammer_main, &h[t]), 0);
     }
     children_ok = fork_children(FORKS, child_main, both);
