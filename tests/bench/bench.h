@@ -19,7 +19,7 @@
  *   report.c       tables printed as text or JSON
  *   wl_pairs.c     alloc+free pairs and pool pairs (single thread)
  *   wl_mixed.c     mixed workload: realloc growth, seeded random lifetimes
- *   wl_threads.c   one thread allocating, one freeing, through an SPSC ring
+ *   wl_threads.c   one thread allocating, one freeing, through an SPSC ring; threads doing pairs each
  *   wl_frag.c      fragmentation then compaction / trim
  *   targets.c      issue 3's targets, checked against the figures of the run
  */
@@ -205,6 +205,9 @@ int bench_table_row(bench_table *t); /* -1 when full */
 void bench_table_text(bench_table *t, int row, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void bench_table_num(bench_table *t, int row, int col, double value, int decimals);
 void bench_table_ratio(bench_table *t, int row, int col, double value, double baseline, int decimals);
+/* One cell per allocator in row: ns[k] with its ratio to glibc's, "n/a" where k is missing. */
+void bench_table_ratios(bench_table *t, int row, const int col[BENCH_KIND_COUNT], const bench_alloc all[BENCH_KIND_COUNT],
+                        const double ns[BENCH_KIND_COUNT]);
 /* Prints the table now (text mode) or keeps it for the final JSON document. */
 void bench_table_emit(const bench_table *t);
 

@@ -105,6 +105,17 @@ void bench_table_ratio(bench_table *t, int row, int col, double value, double ba
     snprintf(c->text, sizeof c->text, "%.*f (%.2fx)", decimals, value, c->ratio);
 }
 
+void bench_table_ratios(bench_table *t, int row, const int col[BENCH_KIND_COUNT], const bench_alloc all[BENCH_KIND_COUNT],
+                        const double ns[BENCH_KIND_COUNT])
+{
+    for (int k = 0; k < BENCH_KIND_COUNT; k++) {
+        if (!all[k].available)
+            bench_table_text(t, row, col[k], "n/a");
+        else
+            bench_table_ratio(t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
+    }
+}
+
 static void print_text(const bench_table *t, FILE *out)
 {
     int width[BENCH_MAX_COLS];

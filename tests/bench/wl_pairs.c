@@ -191,12 +191,7 @@ static void pairs_row(bench_table *t, const int col[BENCH_KIND_COUNT], int row, 
 {
     double ns[BENCH_KIND_COUNT];
     bench_measure_row(all, pairs_run, pools ? use_pool : NULL, arg, o->repeats, ns);
-    for (int k = 0; k < BENCH_KIND_COUNT; k++) {
-        if (!all[k].available)
-            bench_table_text(t, row, col[k], "n/a");
-        else
-            bench_table_ratio(t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
-    }
+    bench_table_ratios(t, row, col, all, ns);
     observe_targets(pools, arg, ns);
 }
 

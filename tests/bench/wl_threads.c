@@ -1,5 +1,7 @@
 /*
- * wl_threads.c - two threads: one allocates, the other frees.
+ * wl_threads.c - threads sharing one allocator: two threads where one
+ * allocates and the other frees, and 2 or 4 threads each allocating and
+ * freeing its own blocks.
  *
  * The producer allocates a block, stamps it with its sequence number and
  * pushes the pointer into a lock-free single-producer single-consumer ring;
@@ -13,6 +15,11 @@
  * the scheduler, the pair sometimes shared one core (no contention, and 35 ns
  * a block for amm) and sometimes not (270 ns), run to run.  With one CPU they
  * are not pinned.
+ *
+ * Pairs in threads: each thread allocates a batch of 32 blocks (seeded
+ * sizes), then frees them in order, again and again; the figure is wall time
+ * over all the pairs of all the threads, so a lock that serialises them shows
+ * as no gain from the second core.  These threads are not pinned.
  *
  * SPSC ring: head is written only by the producer, tail only by the consumer.
  * The producer stores the slot, then publishes head with release order; the
@@ -179,6 +186,8 @@ static double pc_run_fn(bench_alloc *a, void *arg)
     return run_pc(&run);
 }
 
+static void thread_pairs_table(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o);
+
 void wl_threads(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
 {
     static const size_t ranges[][2] = {{64, 64}, {16, 1024}};
@@ -209,12 +218,107 @@ void wl_threads(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
         else
             bench_table_text(&t, row, c_size, "%zu-%zu", ranges[r][0], ranges[r][1]);
         bench_measure_row(all, pc_run_fn, NULL, &arg, THREAD_REPEATS(o), ns);
-        for (int k = 0; k < BENCH_KIND_COUNT; k++) {
-            if (!all[k].available)
-                bench_table_text(&t, row, col[k], "n/a");
-            else
-                bench_table_ratio(&t, row, col[k], ns[k], ns[BENCH_GLIBC], 1);
+        bench_table_ratios(&t, row, col, all, ns);
+    }
+    bench_table_emit(&t);
+    thread_pairs_table(all, o);
+}
+
+enum { PAIR_BATCH = 32, MAX_PAIR_THREADS = 4 };
+
+typedef struct pairs_run {
+    bench_alloc *a;
+    size_t pairs;          /* per thread */
+    size_t min_size, max_size;
+    uint64_t seed;
+    atomic_int failed;
+} pairs_run;
+
+typedef struct pairs_thread {
+    pairs_run *run;
+    uint64_t seed;
+} pairs_thread;
+
+static void *pairs_main(void *arg)
+{
+    pairs_thread *pt = arg;
+    pairs_run *run = pt->run;
+    bench_rng rng;
+    size_t size[PAIR_BATCH];
+    void *p[PAIR_BATCH];
+    bench_rng_seed(&rng, pt->seed);
+    for (int i = 0; i < PAIR_BATCH; i++)
+        size[i] = run->min_size + bench_rng_next(&rng) % (run->max_size - run->min_size + 1);
+    for (size_t done = 0; done < run->pairs; done += PAIR_BATCH) {
+        for (int i = 0; i < PAIR_BATCH; i++) {
+            p[i] = run->a->alloc(run->a->ctx, size[i]);
+            if (p[i] == NULL) {
+                bench_fail("%s: thread pairs: allocation of %zu bytes failed", run->a->name, size[i]);
+                atomic_store(&run->failed, 1);
+                return NULL;
+            }
+            *(volatile char *)p[i] = 1;
         }
+        for (int i = 0; i < PAIR_BATCH; i++)
+            run->a->release(run->a->ctx, p[i]);
+    }
+    return NULL;
+}
+
+typedef struct pairs_arg {
+    int threads;
+    size_t min_size, max_size, pairs;
+} pairs_arg;
+
+/* One timed run: wall ns per pair over every thread's pairs, or -1. */
+static double pairs_run_fn(bench_alloc *a, void *arg)
+{
+    const pairs_arg *pa = arg;
+    pairs_run run = {a, pa->pairs, pa->min_size, pa->max_size, 0, 0};
+    pairs_thread pt[MAX_PAIR_THREADS];
+    pthread_t th[MAX_PAIR_THREADS];
+    int started = 0;
+    atomic_init(&run.failed, 0);
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < pa->threads; i++) {
+        pt[i] = (pairs_thread){&run, 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)};
+        if (pthread_create(&th[i], NULL, pairs_main, &pt[i]) != 0) {
+            bench_fail("pthread_create failed");
+            atomic_store(&run.failed, 1);
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    uint64_t t1 = bench_now_ns();
+    return atomic_load(&run.failed) ? -1 : (double)(t1 - t0) / (double)(pa->pairs * (size_t)pa->threads);
+}
+
+static void thread_pairs_table(bench_alloc all[BENCH_KIND_COUNT], const bench_opts *o)
+{
+    static const struct { int threads; size_t min, max; } rows[] = {
+        {1, 64, 64}, {2, 64, 64}, {4, 64, 64}, {1, 16, 1024}, {4, 16, 1024}};
+    bench_table t;
+    int col[BENCH_KIND_COUNT];
+    bench_table_init(&t, "threads doing alloc+free pairs each (ns per pair, wall time over all pairs; ratio to glibc)",
+                     "each thread: batches of 32 seeded sizes, allocated then freed in order; not pinned; "
+                     "median of 3x the repeats.");
+    int c_threads = bench_table_col(&t, "threads");
+    int c_size = bench_table_col(&t, "sizes");
+    for (int k = 0; k < BENCH_KIND_COUNT; k++)
+        col[k] = bench_table_col(&t, all[k].name);
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        int row = bench_table_row(&t);
+        double ns[BENCH_KIND_COUNT];
+        pairs_arg arg = {rows[r].threads, rows[r].min, rows[r].max, o->quick ? 3200 : 320000};
+        bench_table_text(&t, row, c_threads, "%d", rows[r].threads);
+        if (rows[r].min == rows[r].max)
+            bench_table_text(&t, row, c_size, "%zu", rows[r].min);
+        else
+            bench_table_text(&t, row, c_size, "%zu-%zu", rows[r].min, rows[r].max);
+        bench_measure_row(all, pairs_run_fn, NULL, &arg, THREAD_REPEATS(o), ns);
+        bench_table_ratios(&t, row, col, all, ns);
     }
     bench_table_emit(&t);
 }
