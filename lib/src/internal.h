@@ -215,6 +215,7 @@ struct amm__tcache {
     const void *owner;         /* the owning thread's tag (amm__tcache_self) */
     atomic_int stop;           /* a flush wants the cache: the owner keeps out (amm__tc_enter) */
     int enabled;               /* it may hand out and take back (set by a refill, cleared by a flush: manager lock) */
+    size_t pool_limit;         /* requests smaller are the pools' first (not NO_POOL): not served here (as enabled) */
     int orphan;                /* its thread has exited: no chunk goes back to it (manager lock) */
     amm__tcache *t_next;       /* the owning thread's caches (that thread only) */
     amm__tcache *m_prev, *m_next; /* the manager's caches (manager lock) */
@@ -510,7 +511,7 @@ extern _Thread_local amm__tcache *amm__tl_caches __attribute__((tls_model("initi
 static inline const void *amm__tcache_self(void) { return &amm__tl_caches; }
 /* This thread's cache of m (moved to the front of its list), or NULL; detached ones are freed on the way. */
 amm__tcache *amm__tcache_find(amm_manager *m);
-/* 1 if threads may cache chunks of this manager now (shared; no tracer, pool, periodic check or quarantine). */
+/* 1 if threads may cache chunks of this manager now (shared; no tracer, periodic check or quarantine). */
 int amm__tcache_enabled(const amm_manager *m);
 /* The chunk bytes a request needs if a cache may hold them, else 0 (any alignment <= 16). */
 static inline size_t amm__tcache_need(const amm_manager *m, size_t size, size_t align) {

@@ -481,7 +481,8 @@ static inline __attribute__((always_inline)) void *tc_alloc(amm_manager *m, amm_
     size_t cls = need / AMM__GRANULE;
     void *user = NULL;
     if (!amm__tc_enter(c)) return NULL;
-    amm__block *b = c->enabled && c->serial_next != c->serial_end ? tc_pop(c, cls) : NULL;
+    int mine = c->enabled && c->serial_next != c->serial_end && (size >= c->pool_limit || (flags & AMM_ALLOC_NO_POOL));
+    amm__block *b = mine ? tc_pop(c, cls) : NULL;
     if (b) {
         tc_hand_out(m, c, b, size, align, flags, file, line);
         user = (void *)b->user;
@@ -557,6 +558,7 @@ static amm__block *tc_refill_alloc(amm_manager *m, amm__tcache *c, size_t need, 
     }
     if (!c->local[cls] && !atomic_load_explicit(&c->remote[cls], memory_order_relaxed)) amm__tcache_refill(m, c, need);
     c->enabled = 1; /* the caller saw amm__tcache_enabled */
+    c->pool_limit = m->pool_count ? m->pool_max_block + 1 : 0; /* (a new pool flushes the caches: they come here) */
     b = tc_pop(c, cls);
     if (b) tc_hand_out(m, c, b, size, align, flags, file, line);
     return b;
@@ -590,7 +592,8 @@ void *amm_alloc_at(amm_manager *m, size_t size, size_t align, unsigned flags, co
     void *user = NULL;
     amm__block *b = NULL;
     int want_cache = 0;
-    if (m->tc_shared && amm__tcache_enabled(m) && !(align & (align - 1))) {
+    if (m->tc_shared && amm__tcache_enabled(m) && !(align & (align - 1)) &&
+        (!m->pool_count || size > m->pool_max_block || (flags & AMM_ALLOC_NO_POOL))) { /* a pool first */
         size_t need = amm__tcache_need(m, size, align);
         if (need && !tl_locks.fork_held) {
             tc = amm__tcache_find(m);

@@ -102,7 +102,7 @@ amm_pool *amm__pool_new(amm_manager *m, size_t block_size, size_t count, size_t 
     m->pool_slots += count;
     AMM__TRACE(m, amm__trace_region(m, AMM_TOP_REGION_MAP, p->base, p->slab_bytes, AMM_ORIGIN_POOL, p->id));
     AMM__TRACE(m, amm__trace_pool(m, p));
-    amm__tcache_flush_all(m); /* a pool has first pick of the sizes it fits: no cache hands them out now */
+    amm__tcache_flush_all(m); /* a pool has first pick of the sizes it fits: each cache learns them at its refill */
     return p;
 }
 

@@ -91,7 +91,7 @@ static pthread_key_t exit_key;
 static atomic_int key_state; /* 0: not made, 1: being made, 2: made, 3: refused */
 
 int amm__tcache_enabled(const amm_manager *m) {
-    return m->tc_shared && m->cfg.tcache && !m->tracer && !m->cfg.check_every && !m->pool_count &&
+    return m->tc_shared && m->cfg.tcache && !m->tracer && !m->cfg.check_every &&
            !(m->cfg.quarantine && m->cfg.quarantine_blocks);
 }
 

@@ -9,8 +9,8 @@
  *  - a second free of a chunk a cache holds is a double free, a pointer to a
  *    cached chunk never handed out an invalid pointer, and an overflow is
  *    reported by a free that skips the manager's lock;
- *  - a new pool and a trace stop the caches (a pool gets first pick of its
- *    size, a trace sees every alloc and free);
+ *  - a new pool gets first pick of the sizes it fits, and a trace stops the
+ *    caches (it sees every alloc and free);
  *  - a thread that exits leaves no chunk behind; a manager destroyed under a
  *    thread's cache is let go;
  *  - the counters are exact after threads allocate and free across each other,
@@ -220,7 +220,7 @@ TEST(an_overflow_is_reported_by_the_owner_s_free)
     finish(m, warm, &f, 1); /* the last damage's report */
 }
 
-TEST(a_new_pool_stops_the_caches)
+TEST(a_new_pool_has_first_pick_of_its_sizes)
 {
     h_faults f;
     amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
@@ -231,9 +231,28 @@ TEST(a_new_pool_stops_the_caches)
     EXPECT_EQ(amm_free(m, amm_alloc(m, 64, 0)), 0);
     EXPECT_GT(stats_of(m).cached_bytes, 0);
     ASSERT_NOT_NULL(amm_pool_create(m, 64, 8, 0));
-    EXPECT_EQ(stats_of(m).cached_bytes, 0);
-    void *p = amm_alloc(m, 64, 0); /* the pool has first pick */
+    EXPECT_EQ(stats_of(m).cached_bytes, 0); /* what the caches held goes back */
+    void *p = amm_alloc(m, 64, 0); /* the pool's size: the pool has it */
     ASSERT_NOT_NULL(p);
+    ASSERT_TRUE(h_block_info(m, p, &info));
+    EXPECT_EQ(info.origin, AMM_ORIGIN_POOL);
+    EXPECT_EQ(amm_free(m, p), 0);
+    p = amm_alloc(m, 100, 0); /* larger than any pool: the heap, through the cache again */
+    ASSERT_NOT_NULL(p);
+    ASSERT_TRUE(h_block_info(m, p, &info)); /* (a walk: it empties the caches) */
+    EXPECT_EQ(info.origin, AMM_ORIGIN_HEAP);
+    EXPECT_EQ(amm_free(m, p), 0);
+    EXPECT_EQ(amm_free(m, amm_alloc(m, 100, 0)), 0);
+    EXPECT_GT(stats_of(m).cached_bytes, 0);
+    p = amm_alloc_at(m, 64, 0, AMM_ALLOC_NO_POOL, __FILE__, __LINE__); /* no pool asked: the heap */
+    ASSERT_TRUE(h_block_info(m, p, &info));
+    EXPECT_EQ(info.origin, AMM_ORIGIN_HEAP);
+    EXPECT_EQ(amm_free(m, p), 0);
+    for (int i = 0; i < 2; i++) { /* a 64-byte heap chunk in the cache now, and still the pool first */
+        p = amm_alloc_at(m, 64, 0, AMM_ALLOC_NO_POOL, __FILE__, __LINE__);
+        EXPECT_EQ(amm_free(m, p), 0);
+    }
+    p = amm_alloc(m, 64, 0);
     ASSERT_TRUE(h_block_info(m, p, &info));
     EXPECT_EQ(info.origin, AMM_ORIGIN_POOL);
     EXPECT_EQ(amm_free(m, p), 0);
