@@ -38,9 +38,11 @@
  *  - every walk, check, leak report, compaction and release empties every
  *    cache first (amm__tcache_flush_all), and stats and amm_check_fast add
  *    the caches' counters in (amm__tcache_fold_all);
- *  - a new pool, a tracer or a periodic check stop the caches
- *    (amm__tcache_enabled) and empty them: a pool must get first pick of the
- *    sizes it fits, and a trace must see every alloc and free, in order;
+ *  - a tracer or a periodic check stop the caches (amm__tcache_enabled) and
+ *    empty them: a trace must see every alloc and free, in order;
+ *  - a new pool empties them, and requests a pool fits (pool_limit, learnt
+ *    at the next refill) go to the manager: the smallest fitting pool has
+ *    first pick;
  *  - a merge under the manager's lock reads a neighbour's state atomically
  *    (amm__state_peek), as the owner writes it.
  * The manager's live counters may run below the true figure until the
