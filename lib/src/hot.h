@@ -93,9 +93,9 @@ AMM__HOT void amm__block_set_live(amm_manager *m, amm__block *b, uintptr_t user,
     if (m->cfg.fill) memset((void *)user, AMM_FILL_NEW, size);
     m->live_blocks++;
     m->live_bytes += size;
-    /* signed: with thread caches the manager's own count may run below zero
-     * until their allocs are added in (amm__tcache_fold), and is no peak then */
-    if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+    /* with thread caches the manager's own count is off either way (even below
+     * zero) until every cache's is added in: the peak is taken there (tcache.c) */
+    if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes && !m->tc_head) m->peak_live_bytes = m->live_bytes;
     m->total_allocs++;
     if (b->origin == AMM_ORIGIN_LARGE) m->large_count++;
 }

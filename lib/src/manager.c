@@ -402,7 +402,7 @@ static inline __attribute__((always_inline)) amm__block *live_fast(amm_manager *
     } else {
         b = amm__registry_get(m, (uintptr_t)ptr);
     }
-    return b && b->state == AMM_BLOCK_LIVE ? b : NULL;
+    return b && __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == AMM_BLOCK_LIVE ? b : NULL; /* (tc_hand_out) */
 }
 
 /* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
@@ -442,7 +442,9 @@ static inline __attribute__((always_inline)) void tc_hand_out(amm_manager *m, am
     b->tc_owner = c;
     b->file = file;
     b->line = line;
-    __atomic_store_n(&b->state, AMM_BLOCK_LIVE, __ATOMIC_RELAXED); /* a merge next door may read it (amm__state_peek) */
+    /* after the fields: a merge next door (amm__state_peek) or a racing stray
+     * free (live_fast) that sees LIVE sees them too */
+    __atomic_store_n(&b->state, AMM_BLOCK_LIVE, __ATOMIC_RELEASE);
     amm__san_alloc(b->user, size, 0);
     amm__guards_put(m, b); /* (the sanitizers' view of the guards follows the state) */
     if (m->cfg.fill) memset((void *)b->user, AMM_FILL_NEW, size);
@@ -670,7 +672,8 @@ static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size
         b->align_log2 = (uint8_t)amm__log2(align);
         amm__guards_put(m, b);
         m->live_bytes = m->live_bytes - old_size + new_size;
-        if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+        if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes && !m->tc_head)
+            m->peak_live_bytes = m->live_bytes; /* (with caches: tcache.c) */
         AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, b, old_user, old_size));
         return (void *)old_user;
     }

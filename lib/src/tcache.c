@@ -45,9 +45,10 @@
  *    first pick;
  *  - a merge under the manager's lock reads a neighbour's state atomically
  *    (amm__state_peek), as the owner writes it.
- * The manager's live counters may run below the true figure until the
- * caches' are added (at each refill, stats and flush); peak_live_bytes is
- * taken at those points, so it can miss a peak between them.
+ * The manager's live counters are off the true figures (either way) until
+ * every cache's are added in (stats, checks, walks: amm__tcache_fold_all and
+ * _flush_all).  Once a manager has caches, peak_live_bytes is taken only
+ * there: it may miss a peak between them, and never shows one that was not.
  *
  * Lifetimes: a thread's caches are on its own list (amm__tl_caches) and on
  * their manager's.  At thread exit (a pthread key's destructor) each is
@@ -176,6 +177,10 @@ void amm__tcache_fold(amm_manager *m, amm__tcache *c) {
     m->total_allocs += c->allocs;
     m->total_frees += c->frees;
     c->live_blocks = c->live_bytes = c->allocs = c->frees = 0;
+}
+
+/* Every cache folded: live_bytes is the true figure now, and may be a peak. */
+static void peak_seen(amm_manager *m) {
     if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
 }
 
@@ -233,6 +238,7 @@ size_t amm__tcache_fold_all(amm_manager *m) {
             bytes += list_bytes(atomic_load_explicit(&c->remote[cls], memory_order_acquire));
         }
     }
+    peak_seen(m);
     if (!own) go_all(m);
     return bytes;
 }
@@ -242,6 +248,7 @@ void amm__tcache_flush_all(amm_manager *m) {
     int own = amm__fork_held();
     if (!own) stop_all(m);
     for (amm__tcache *c = m->tc_head; c; c = c->m_next) flush_one(m, c);
+    peak_seen(m);
     if (!own) go_all(m);
 }
 
@@ -303,19 +310,25 @@ static void thread_exit(void *unused) {
     tl_exited = 1; /* later destructors that allocate get no new cache (none would be given back) */
     while (amm__tl_caches) {
         amm__tcache *c = amm__tl_caches;
-        amm__tl_caches = c->t_next;
         amm__fork_wait(); /* let a fork being prepared go first (it would only wait for detach_mu) */
         pthread_mutex_lock(&detach_mu);
         amm_manager *m = atomic_load_explicit(&c->m, memory_order_acquire);
+        /* The manager's lock, tried only: a thread holding it (in a callback)
+         * may be in amm_destroy of another manager, waiting for detach_mu.
+         * Then both are let go and this tries again (m may be destroyed
+         * meanwhile: then c->m is NULL). */
+        if (m && amm__mutex_trylock(&m->lock) != 0) {
+            pthread_mutex_unlock(&detach_mu);
+            sched_yield();
+            continue;
+        }
         if (m) {
-            /* not amm__lock: that would wait at the fork gate holding
-             * detach_mu, which a fork's prepare needs */
-            amm__mutex_lock(&m->lock);
             flush_one(m, c); /* its owner is this thread, out of amm: nobody else is inside it */
             c->orphan = 1;
             c->owner = NULL;
             amm__mutex_unlock(&m->lock);
         }
+        amm__tl_caches = c->t_next;
         pthread_mutex_unlock(&detach_mu);
         if (!m) amm__tcache_unmap(c);
     }

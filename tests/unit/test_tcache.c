@@ -11,8 +11,10 @@
  *    reported by a free that skips the manager's lock;
  *  - a new pool gets first pick of the sizes it fits, and a trace stops the
  *    caches (it sees every alloc and free);
- *  - a thread that exits leaves no chunk behind; a manager destroyed under a
- *    thread's cache is let go;
+ *  - a thread that exits leaves no chunk behind (and does not deadlock with a
+ *    callback that destroys a manager); a manager destroyed under a thread's
+ *    cache is let go;
+ *  - the peak never shows more than was live at once;
  *  - the counters are exact after threads allocate and free across each other,
  *    while another thread checks, walks, reads the stats and defragments.
  * tcache=0 turns it all off, which the first test checks too.
@@ -502,4 +504,118 @@ TEST(counters_are_exact_after_threads_mix)
     EXPECT_EQ(amm_check(m), 0);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
+}
+
+typedef struct peaker {
+    amm_manager *m;
+    void *p[200];
+} peaker;
+
+static void *alloc_200_main(void *arg)
+{
+    peaker *k = (peaker *)arg;
+    for (int i = 0; i < 200; i++)
+        k->p[i] = amm_alloc(k->m, 500, 0);
+    return NULL;
+}
+
+static void *free_200_main(void *arg)
+{
+    peaker *k = (peaker *)arg;
+    for (int i = 0; i < 200; i++)
+        EXPECT_EQ(amm_free(k->m, k->p[i]), 0);
+    return NULL;
+}
+
+static void run_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, fn, arg), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+}
+
+/* Caches fold their counters at different times: the peak must never show a
+ * figure that was not live at once (one cache's frees are not yet counted when
+ * another's allocs are). */
+TEST(the_peak_is_never_more_than_was_live)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    peaker k;
+    ASSERT_NOT_NULL(m);
+    share(m);
+    k.m = m;
+    void *warm = amm_alloc(m, 1, 0); /* this thread's cache */
+    alloc_200_main(&k);              /* 100000 bytes live, from it */
+    EXPECT_EQ(stats_of(m).peak_live_bytes, 100001);
+    free_200_main(&k);               /* freed into it: the manager does not know yet */
+    run_thread(alloc_200_main, &k);  /* another thread's cache: as much again */
+    amm_stats st = stats_of(m);
+    EXPECT_EQ(st.live_bytes, 100001);
+    EXPECT_EQ(st.peak_live_bytes, 100001);
+    free_200_main(&k);
+    finish(m, warm, &f, 0);
+}
+
+typedef struct exiter {
+    amm_manager *m1, *m2;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int go;
+    int destroyed;
+} exiter;
+
+static void *exit_later_main(void *arg)
+{
+    exiter *x = (exiter *)arg;
+    for (int i = 0; i < 10; i++) /* a cache of m1, to give back at exit */
+        EXPECT_EQ(amm_free(x->m1, amm_alloc(x->m1, 64, 0)), 0);
+    pthread_mutex_lock(&x->mu);
+    while (!x->go)
+        pthread_cond_wait(&x->cv, &x->mu);
+    pthread_mutex_unlock(&x->mu);
+    return NULL;
+}
+
+/* m1's error handler (m1's lock held): lets the thread exit, gives its exit a
+ * moment, then destroys another manager. */
+static void destroy_other(const amm_report *r, void *user)
+{
+    exiter *x = (exiter *)user;
+    (void)r;
+    pthread_mutex_lock(&x->mu);
+    x->go = 1;
+    pthread_cond_broadcast(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+    usleep(100000);
+    amm_destroy(x->m2);
+    x->destroyed = 1;
+}
+
+/* A thread giving its cache back at exit must not wait for a manager's lock
+ * while it holds what amm_destroy needs: a callback holding that lock may be
+ * destroying another manager. */
+TEST(a_thread_exits_while_a_callback_destroys_a_manager)
+{
+    exiter x = {NULL, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    pthread_t t;
+    int on_stack;
+    amm_config cfg;
+    amm_config_defaults(&cfg);
+    cfg.quarantine = 0; /* thread caches */
+    x.m1 = amm_create(&cfg);
+    x.m2 = amm_create(&cfg);
+    ASSERT_NOT_NULL(x.m1);
+    ASSERT_NOT_NULL(x.m2);
+    amm_set_error_handler(x.m1, destroy_other, &x);
+    EXPECT_EQ(amm_free(x.m1, amm_alloc(x.m1, 64, 0)), 0);
+    ASSERT_EQ(pthread_create(&t, NULL, exit_later_main, &x), 0);
+    usleep(50000);
+    alarm(20); /* a deadlock fails the test (SIGALRM) */
+    EXPECT_EQ(amm_free(x.m1, &on_stack), -1); /* the fault: the handler runs */
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    alarm(0);
+    EXPECT_EQ(x.destroyed, 1);
+    EXPECT_EQ(amm_check(x.m1), 0);
+    amm_destroy(x.m1);
 }
