@@ -118,7 +118,7 @@ struct amm__block {
 _Static_assert(sizeof(amm__block) <= 104, "a block record stays at 104 bytes (RSS: one per block and free span)");
 
 /* The state of a heap chunk's neighbour, read under the manager lock: a
- * thread cache's owner makes its chunks LIVE under the cache's lock alone,
+ * thread cache's owner makes its chunks LIVE without that lock (tcache.c),
  * so that byte is written and read atomically (CACHED and LIVE are both in
  * use to a merge: the answer does not depend on the race). */
 static inline uint8_t amm__state_peek(const amm__block *b) { return __atomic_load_n(&b->state, __ATOMIC_RELAXED); }
@@ -519,12 +519,12 @@ static inline size_t amm__tcache_need(const amm_manager *m, size_t size, size_t 
     size_t need = amm__heap_chunk_need(m, size);
     return need <= AMM__TC_CHUNK_MAX && need < m->cfg.large_threshold ? need : 0;
 }
-/* Refills c's (empty) class for need-byte chunks; the manager's lock and c's are held.  Chunks added. */
+/* Refills c's (empty) class for need-byte chunks: the manager's lock held, by c's owner.  Chunks added. */
 size_t amm__tcache_refill(amm_manager *m, amm__tcache *c, size_t need);
 /* b (a heap block out of use, counters taken off) back to the cache that handed it out, if
  * that cache takes it: 1, else 0 (the heap takes it).  The manager lock is held. */
 int amm__tcache_give_back(amm_manager *m, amm__block *b);
-/* Adds c's counters into the manager's (both locks held). */
+/* Adds c's counters into the manager's (its lock held; c stopped, or its owner the caller). */
 void amm__tcache_fold(amm_manager *m, amm__tcache *c);
 /* Folds every cache's counters, returning the bytes of the chunks they hold
  * (stats), or also gives every cached chunk back (walks, checks, compaction,
@@ -538,8 +538,8 @@ void *amm__tcache_map(void);                        /* memory for one cache, bef
 void amm__tcache_unmap(void *mem);
 void amm__tcache_thread_register(void);             /* this thread's caches are flushed at its exit (no lock held) */
 void amm__tcache_detach_all(amm_manager *m);        /* amm_destroy, before it frees m: the caches forget it */
-/* Fork: every cache lock of every manager taken (after the managers'); released; in the child,
- * other threads' caches are emptied and freed. */
+/* Fork: every cache of a manager stopped (after the managers' locks are taken); let go; in the
+ * child, other threads' caches are emptied and left as orphans. */
 void amm__tcache_fork_lock(amm_manager *m);
 void amm__tcache_fork_unlock(amm_manager *m, int child);
 void amm__tcache_fork_mutex(int take);             /* the global detach mutex: taken (blocking) or released */

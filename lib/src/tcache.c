@@ -184,7 +184,7 @@ static void peak_seen(amm_manager *m) {
     if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
 }
 
-/* Every chunk of c back to the manager (both locks held). */
+/* Every chunk of c back to the manager (its lock held; c stopped, or its owner the caller). */
 static void flush_one(amm_manager *m, amm__tcache *c) {
     amm__tcache_fold(m, c);
     for (size_t cls = 0; cls < AMM__TC_CLASSES; cls++) {
