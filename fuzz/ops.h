@@ -57,6 +57,10 @@
  * evictions frequent; purge_delay=0 makes purging depend on the ops alone, not
  * on the clock, so a run repeats exactly. */
 #define AMM_FUZZ_OPTIONS "quarantine=64K,quarantine_blocks=64,purge_delay=0"
+/* ... and, with two threads, for an op list of odd length: no quarantine, so
+ * the thread caches run (a quarantine turns them off); the choice follows
+ * the list, so a replay of the input repeats it. */
+#define AMM_FUZZ_OPTIONS_NO_QUARANTINE "quarantine=0,quarantine_blocks=0,purge_delay=0"
 
 /* Fields an op kind may use.  X(enum, text name); NONE (0) pads a kind's list. */
 #define AMM_OP_FIELDS(X) \
@@ -250,7 +254,7 @@ typedef struct amm_exec_options {
     int misuse;             /* run misuse ops (else they are skipped) */
     int threads;            /* 1, or 2: ops go to thread slot % 2 (no moves, no inject) */
     const char *trace_path; /* write the replay's trace here (NULL: none) */
-    const char *options;    /* AMM_OPTIONS-style string for the manager (NULL: AMM_FUZZ_OPTIONS) */
+    const char *options;    /* AMM_OPTIONS-style string for the manager (NULL: AMM_FUZZ_OPTIONS, see there) */
     int verbose;            /* print each op to stderr as it runs */
     void (*progress)(uint64_t done, uint64_t total, void *user);
     void *progress_user;

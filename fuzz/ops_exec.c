@@ -957,7 +957,9 @@ static void setup_error(amm_exec_result *res, const char *fmt, const char *detai
 static int make_config(exec *x, amm_exec_result *res) {
     char err[200];
     amm_config_defaults(&x->cfg);
-    const char *options = x->opt->options ? x->opt->options : AMM_FUZZ_OPTIONS;
+    const char *options = x->opt->options                       ? x->opt->options
+                          : x->threads > 1 && (x->l->count & 1) ? AMM_FUZZ_OPTIONS_NO_QUARANTINE
+                                                                : AMM_FUZZ_OPTIONS;
     if (amm_config_parse(&x->cfg, options, err, sizeof err) != 0) {
         setup_error(res, "bad manager options: %s", err);
         return -1;
