@@ -141,7 +141,7 @@ AMM__HOT amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, s
     if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
     amm__block_set_live(m, b, b->raw + p->front, size, align);
     p->used++;
-    if (p->used > p->high_water) p->high_water = p->used;
+    if (p->used > p->high_water && !m->tc_head) p->high_water = p->used; /* (with caches: tcache.c) */
     m->pool_slots_used++;
     return b;
 }

@@ -149,6 +149,7 @@ struct amm_pool {
     uint32_t *free_stack;  /* slot indexes; free_top of them are free */
     size_t free_top;
     size_t used, quarantined, high_water;
+    size_t tc_held;        /* slots thread caches hold (tcache.c); 0 once they are emptied */
     int prefilled;         /* every slot was canary-filled at creation (small slabs) */
     size_t shadowed;       /* bytes from base the sanitizers may have been told about */
 };
@@ -201,6 +202,8 @@ typedef struct amm__mutex {
 #define AMM__TC_SERIALS 64               /* allocation serials a cache takes at a time */
 #define AMM__TC_OWNED 0x10u              /* LIVE block flag: a cache handed it out; tc_owner names the cache */
 #define AMM__TC_MAP 1024                 /* blocks a cache remembers handing out (direct-mapped by address) */
+#define AMM__TC_POOLS 4                  /* pools a cache keeps slots of (the first its owner uses) */
+#define AMM__TC_LISTS (AMM__TC_CLASSES + AMM__TC_POOLS) /* heap classes, then pool j at AMM__TC_CLASSES + j */
 
 /* A block a cache handed out, by user pointer: the owner's free finds its record here. */
 typedef struct amm__tc_entry {
@@ -216,6 +219,7 @@ struct amm__tcache {
     atomic_int stop;           /* a flush wants the cache: the owner keeps out (amm__tc_enter) */
     int enabled;               /* it may hand out and take back (set by a refill, cleared by a flush: manager lock) */
     size_t pool_limit;         /* requests smaller are the pools' first (not NO_POOL): not served here (as enabled) */
+    amm_pool *pool[AMM__TC_POOLS]; /* the pools of lists AMM__TC_CLASSES + j (set once, by the owner, locked) */
     int orphan;                /* its thread has exited: no chunk goes back to it (manager lock) */
     amm__tcache *t_next;       /* the owning thread's caches (that thread only) */
     amm__tcache *m_prev, *m_next; /* the manager's caches (manager lock) */
@@ -224,12 +228,13 @@ struct amm__tcache {
     size_t live_blocks, live_bytes, allocs, frees; /* not yet in the manager's counters (mod 2^64) */
     uint64_t serial_next, serial_end;       /* serials taken from the manager, not yet used */
     atomic_size_t taken;       /* chunks it handed out less those its owner freed into it (relaxed; the owner's) */
-    amm__block *local[AMM__TC_CLASSES]; /* the owner's chunks by class (chunk bytes / 16), through q_next */
+    size_t pool_used[AMM__TC_POOLS]; /* slots of pool[j] it handed out less those freed into it, not yet folded */
+    amm__block *local[AMM__TC_LISTS]; /* the owner's chunks by list (heap: chunk bytes / 16), through q_next */
     /* written by frees elsewhere (under the manager's lock) */
     _Alignas(64) size_t held;  /* chunks given to it (refills, frees): held - taken are in it */
     size_t taken_seen;         /* taken, as last read */
     /* chunks freed back to it, pushed under the manager's lock, taken whole by the owner */
-    _Alignas(64) _Atomic(amm__block *) remote[AMM__TC_CLASSES];
+    _Alignas(64) _Atomic(amm__block *) remote[AMM__TC_LISTS];
     amm__tc_entry map[AMM__TC_MAP]; /* the owner's: what it handed out, by amm__tc_slot (a later one evicts) */
 };
 
@@ -521,8 +526,17 @@ static inline size_t amm__tcache_need(const amm_manager *m, size_t size, size_t 
 }
 /* Refills c's (empty) class for need-byte chunks: the manager's lock held, by c's owner.  Chunks added. */
 size_t amm__tcache_refill(amm_manager *m, amm__tcache *c, size_t need);
-/* b (a heap block out of use, counters taken off) back to the cache that handed it out, if
- * that cache takes it: 1, else 0 (the heap takes it).  The manager lock is held. */
+/* Refills c's (empty) list of pool p (list j, c->pool[j] == p), as amm__tcache_refill. */
+size_t amm__tcache_refill_pool(amm_manager *m, amm__tcache *c, size_t j);
+/* The list of pool p in c (AMM__TC_CLASSES + j), or 0 if c keeps none of p's slots. */
+static inline size_t amm__tc_pool_list(const amm__tcache *c, const amm_pool *p) {
+    for (size_t j = 0; j < AMM__TC_POOLS; j++) {
+        if (c->pool[j] == p) return AMM__TC_CLASSES + j;
+    }
+    return 0;
+}
+/* b (a heap chunk or pool slot out of use, counters taken off) back to the cache that handed it
+ * out, if that cache takes it: 1, else 0 (the heap or pool takes it).  The manager lock is held. */
 int amm__tcache_give_back(amm_manager *m, amm__block *b);
 /* Adds c's counters into the manager's (its lock held; c stopped, or its owner the caller). */
 void amm__tcache_fold(amm_manager *m, amm__tcache *c);

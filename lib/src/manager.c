@@ -423,7 +423,7 @@ static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__bl
         amm__quarantine_push(m, b);
     } else {
         amm__san_free(b->user, b->size);
-        if (!(b->flags & AMM__TC_OWNED) || b->origin != AMM_ORIGIN_HEAP || !amm__tcache_give_back(m, b))
+        if (!(b->flags & AMM__TC_OWNED) || b->origin == AMM_ORIGIN_LARGE || !amm__tcache_give_back(m, b))
             amm__release_block(m, b);
     }
 }
@@ -432,8 +432,9 @@ static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__bl
 
 /* Makes b, a chunk cache c held, a LIVE block: what amm__block_set_live and
  * finish_block do, with c's counters and serials (inside c: amm__tc_enter). */
-static inline __attribute__((always_inline)) void tc_hand_out(amm_manager *m, amm__tcache *c, amm__block *b, size_t size,
-                                                             size_t align, unsigned flags, const char *file, int line) {
+static inline __attribute__((always_inline)) void tc_hand_out(amm_manager *m, amm__tcache *c, size_t list, amm__block *b,
+                                                             size_t size, size_t align, unsigned flags, const char *file,
+                                                             int line) {
     b->size = size;
     b->align_log2 = (uint8_t)amm__log2(align ? align : AMM_DEFAULT_ALIGN);
     b->refcount = 1;
@@ -452,6 +453,7 @@ static inline __attribute__((always_inline)) void tc_hand_out(amm_manager *m, am
     c->live_blocks++;
     c->live_bytes += size;
     c->allocs++;
+    if (list >= AMM__TC_CLASSES) c->pool_used[list - AMM__TC_CLASSES]++;
     atomic_store_explicit(&c->taken, atomic_load_explicit(&c->taken, memory_order_relaxed) + 1,
                           memory_order_relaxed); /* only the owner writes it */
     if (!amm__quarantines(m, b)) { /* its free may come back here (tc_free) */
@@ -486,11 +488,18 @@ static inline __attribute__((always_inline)) void *tc_alloc(amm_manager *m, amm_
     int mine = c->enabled && c->serial_next != c->serial_end && (size >= c->pool_limit || (flags & AMM_ALLOC_NO_POOL));
     amm__block *b = mine ? tc_pop(c, cls) : NULL;
     if (b) {
-        tc_hand_out(m, c, b, size, align, flags, file, line);
+        tc_hand_out(m, c, cls, b, size, align, flags, file, line);
         user = (void *)b->user;
     }
     amm__tc_leave(c);
     return user;
+}
+
+/* The list of c that b goes back to (a heap chunk's class, or its pool's), or 0 if none. */
+static inline __attribute__((always_inline)) size_t tc_list_of(const amm__tcache *c, const amm__block *b) {
+    if (b->origin == AMM_ORIGIN_POOL) return amm__tc_pool_list(c, b->pool);
+    size_t cls = b->raw_size / AMM__GRANULE; /* (a block resized in place past the classes: none) */
+    return b->origin == AMM_ORIGIN_HEAP && cls < AMM__TC_CLASSES ? cls : 0;
 }
 
 /* 1 if b has no guard bytes, or short ones (amm__guards_inline) that are whole. */
@@ -514,6 +523,7 @@ static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tc
         while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
     }
     int done = 0;
+    size_t list;
     if (!amm__tc_enter(c)) return 0;
     /* The entry stands while the block is LIVE and c's, or back in c: a
      * flush clears it, and so does a free elsewhere that does not give the
@@ -524,19 +534,22 @@ static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tc
     amm__block *b = e->b;
     if (c->enabled && atomic_load_explicit(&e->user, memory_order_relaxed) == user &&
         __atomic_load_n(&b->state, __ATOMIC_RELAXED) == AMM_BLOCK_LIVE && (b->flags & AMM__TC_OWNED) &&
-        b->tc_owner == c && b->user == user && b->refcount == 1 && b->raw_size / AMM__GRANULE < AMM__TC_CLASSES &&
+        b->tc_owner == c && b->user == user && b->refcount == 1 && (list = tc_list_of(c, b)) != 0 &&
         !amm__quarantines(m, b) && tc_guards_whole(m, b)) {
-        size_t cls = b->raw_size / AMM__GRANULE;
         c->live_blocks--;
         c->live_bytes -= b->size;
         c->frees++;
         amm__san_free(user, b->size);
+        if (list >= AMM__TC_CLASSES) { /* a pool slot: canary end to end while cached, as on its free stack */
+            if (m->cfg.fill) amm__pool_refill(m, b);
+            c->pool_used[list - AMM__TC_CLASSES]--;
+        }
         amm__san_freed(b->raw, b->raw_size);
         b->refcount = 0;
         b->flags = 0;
         __atomic_store_n(&b->state, AMM__CACHED, __ATOMIC_RELAXED);
-        b->q_next = c->local[cls];
-        c->local[cls] = b;
+        b->q_next = c->local[list];
+        c->local[list] = b;
         atomic_store_explicit(&c->taken, atomic_load_explicit(&c->taken, memory_order_relaxed) - 1,
                               memory_order_relaxed);
         atomic_store_explicit(&e->user, 0, memory_order_relaxed);
@@ -546,24 +559,80 @@ static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tc
     return done;
 }
 
-/* The miss (manager lock held): refill c's class for need-byte chunks and take one. */
-static amm__block *tc_refill_alloc(amm_manager *m, amm__tcache *c, size_t need, size_t size, size_t align,
-                                   unsigned flags, const char *file, int line) {
-    amm__block *b = NULL;
-    size_t cls = need / AMM__GRANULE;
-    /* no flush can come (the manager's lock) and the owner is this thread: the cache is ours */
+/* A miss (manager lock held; no flush can come, and the owner is this
+ * thread): c's counters in, new serials if it has none, and c enabled as the
+ * caller saw amm__tcache_enabled.  Then list is refilled if it is empty. */
+static void tc_prepare(amm_manager *m, amm__tcache *c) {
     amm__tcache_fold(m, c);
     if (c->serial_next == c->serial_end) {
         c->serial_next = m->serial + 1;
         m->serial += AMM__TC_SERIALS;
         c->serial_end = m->serial + 1;
     }
-    if (!c->local[cls] && !atomic_load_explicit(&c->remote[cls], memory_order_relaxed)) amm__tcache_refill(m, c, need);
-    c->enabled = 1; /* the caller saw amm__tcache_enabled */
+    c->enabled = 1;
     c->pool_limit = m->pool_count ? m->pool_max_block + 1 : 0; /* (a new pool flushes the caches: they come here) */
-    b = tc_pop(c, cls);
-    if (b) tc_hand_out(m, c, b, size, align, flags, file, line);
+}
+
+static inline int tc_list_empty(amm__tcache *c, size_t list) {
+    return !c->local[list] && !atomic_load_explicit(&c->remote[list], memory_order_relaxed);
+}
+
+/* The heap's miss: refill c's class for need-byte chunks and take one. */
+static amm__block *tc_refill_alloc(amm_manager *m, amm__tcache *c, size_t need, size_t size, size_t align,
+                                   unsigned flags, const char *file, int line) {
+    size_t cls = need / AMM__GRANULE;
+    tc_prepare(m, c);
+    if (tc_list_empty(c, cls)) amm__tcache_refill(m, c, need);
+    amm__block *b = tc_pop(c, cls);
+    if (b) tc_hand_out(m, c, cls, b, size, align, flags, file, line);
     return b;
+}
+
+/* A pool's miss: this thread's cache takes slots of pool (a list for it if
+ * it has none and one is unused) and hands one out; NULL: the pool's own
+ * path.  *want: this thread has no cache of m yet. */
+static amm__block *tc_pool_refill_alloc(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file,
+                                        int line, int *want) {
+    amm__tcache *c = amm__tcache_find(m);
+    if (!c) {
+        *want = 1;
+        return NULL;
+    }
+    size_t list = amm__tc_pool_list(c, pool);
+    for (size_t j = 0; !list && j < AMM__TC_POOLS; j++) {
+        if (!c->pool[j]) {
+            c->pool[j] = pool;
+            list = AMM__TC_CLASSES + j;
+        }
+    }
+    if (!list) return NULL; /* it keeps the first AMM__TC_POOLS pools its thread used */
+    tc_prepare(m, c);
+    if (tc_list_empty(c, list)) amm__tcache_refill_pool(m, c, list - AMM__TC_CLASSES);
+    amm__block *b = tc_pop(c, list);
+    if (b) tc_hand_out(m, c, list, b, size, align, 0, file, line);
+    return b;
+}
+
+/* A pool alloc from this thread's cache c of m, without the manager's lock; NULL: ask the manager. */
+static inline __attribute__((always_inline)) void *tc_pool_alloc(amm_manager *m, amm__tcache *c, amm_pool *pool,
+                                                                size_t size, size_t align, const char *file, int line) {
+    size_t list = amm__tc_pool_list(c, pool); /* c->pool is its owner's to write: this thread's */
+    if (!list || (align & (align - 1)) || size > pool->block_size || align > ((size_t)1 << pool->align_log2))
+        return NULL; /* (a pool's size and alignment never change) */
+    amm__thread_locks *t = &tl_locks;
+    if (t->fork_held) return NULL;
+    if (t->depth == 0) {
+        while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
+    }
+    void *user = NULL;
+    if (!amm__tc_enter(c)) return NULL;
+    amm__block *b = c->enabled && c->serial_next != c->serial_end ? tc_pop(c, list) : NULL;
+    if (b) {
+        tc_hand_out(m, c, list, b, size, align, 0, file, line);
+        user = (void *)b->user;
+    }
+    amm__tc_leave(c);
+    return user;
 }
 
 /* A cache of m for this thread (no lock held: the thread's exit hook may allocate). */
@@ -858,14 +927,23 @@ static int pool_of(const amm_manager *m, const amm_pool *pool) {
 
 void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t align, const char *file, int line) {
     if (!m) return NULL;
+    amm__tcache *tc = amm__tl_caches;
+    if (tc && pool && atomic_load_explicit(&tc->m, memory_order_relaxed) == m) { /* (a foreign pool: no list) */
+        void *user = tc_pool_alloc(m, tc, pool, size, align, file, line);
+        if (user) return user;
+    }
     lock_take(m);
     void *user = NULL;
     size_t a = check_align(m, align, "pool_alloc", file, line);
     amm__block *b = NULL;
+    int want_cache = 0;
     if (a && pool && !pool_of(m, pool)) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, pool, NULL, "pool_alloc", "not a pool of this manager", 0, 0, file, line);
     } else if (a) {
-        b = pool ? amm__pool_alloc(m, pool, size, a) : amm__pool_alloc_any(m, size, a, 1);
+        if (pool && m->tc_shared && amm__tcache_enabled(m) && !tl_locks.fork_held && size <= pool->block_size &&
+            a <= ((size_t)1 << pool->align_log2))
+            b = tc_pool_refill_alloc(m, pool, size, a, file, line, &want_cache);
+        if (!b) b = pool ? amm__pool_alloc(m, pool, size, a) : amm__pool_alloc_any(m, size, a, 1);
     }
     if (b) {
         b->file = file;
@@ -875,6 +953,7 @@ void *amm_pool_alloc_at(amm_manager *m, amm_pool *pool, size_t size, size_t alig
         op_tick(m);
     }
     lock_give(m);
+    if (want_cache) tc_make(m);
     return user;
 }
 
@@ -899,8 +978,10 @@ int amm_pool_info_get(amm_manager *m, const amm_pool *p, amm_pool_info *info) {
     lock_take(m);
     int ok = pool_of(m, p);
     if (ok) {
-        *info = (amm_pool_info){(void *)p->base, p->slab_bytes, p->block_size, p->stride, (size_t)1 << p->align_log2,
-                                p->count, p->used, p->quarantined, p->free_top, p->high_water};
+        amm__tcache_fold_all(m); /* the thread caches' use of it counted; their slots count as free */
+        *info = (amm_pool_info){(void *)p->base, p->slab_bytes,     p->block_size,           p->stride,
+                                (size_t)1 << p->align_log2, p->count, p->used, p->quarantined,
+                                p->free_top + p->tc_held,   p->high_water};
     }
     lock_give(m);
     return ok ? 0 : -1;

@@ -140,6 +140,22 @@ size_t amm__tcache_refill(amm_manager *m, amm__tcache *c, size_t need) {
     return n;
 }
 
+size_t amm__tcache_refill_pool(amm_manager *m, amm__tcache *c, size_t j) {
+    amm_pool *p = c->pool[j];
+    size_t n = 0, want = class_room(m, p->stride);
+    while (n < want && p->free_top) {
+        amm__block *b = &p->slots[p->free_stack[--p->free_top]];
+        if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
+        b->user = b->raw + p->front; /* where it is handed out (a slot never used had none) */
+        b->state = AMM__CACHED;
+        local_push(c, AMM__TC_CLASSES + j, b);
+        n++;
+    }
+    p->tc_held += n;
+    c->held += n;
+    return n;
+}
+
 /* b goes elsewhere: its owner's map forgets it, so that the owner never
  * reads a record that has become another thread's (the owner's own hand-out
  * may have replaced the entry already: then it stays). */
@@ -152,11 +168,16 @@ static int refuse(amm__tcache *c, const amm__block *b) {
 
 int amm__tcache_give_back(amm_manager *m, amm__block *b) {
     amm__tcache *c = b->tc_owner;
-    size_t cls = b->raw_size / AMM__GRANULE;
-    if (c->orphan || !c->enabled || cls >= AMM__TC_CLASSES) return refuse(c, b);
+    amm_pool *p = amm__pool_of(b);
+    size_t cls = p ? amm__tc_pool_list(c, p) : b->raw_size / AMM__GRANULE;
+    if (c->orphan || !c->enabled || (p ? !cls : cls >= AMM__TC_CLASSES)) return refuse(c, b);
     if (c->held - c->taken_seen >= cache_room(m)) { /* full, as far as we knew: the owner's line, read */
         c->taken_seen = atomic_load_explicit(&c->taken, memory_order_relaxed);
         if (c->held - c->taken_seen >= cache_room(m)) return refuse(c, b);
+    }
+    if (p) { /* a free slot is canary end to end while it is cached, too (check_one) */
+        if (m->cfg.fill) amm__pool_refill(m, b);
+        p->tc_held++;
     }
     amm__san_freed(b->raw, b->raw_size);
     b->refcount = 0;
@@ -177,26 +198,55 @@ void amm__tcache_fold(amm_manager *m, amm__tcache *c) {
     m->total_allocs += c->allocs;
     m->total_frees += c->frees;
     c->live_blocks = c->live_bytes = c->allocs = c->frees = 0;
+    for (size_t j = 0; j < AMM__TC_POOLS; j++) {
+        amm_pool *p = c->pool[j];
+        if (!p) continue;
+        p->used += c->pool_used[j]; /* slots handed out leave the cache's share; freed ones join it */
+        p->tc_held -= c->pool_used[j];
+        m->pool_slots_used += c->pool_used[j];
+        c->pool_used[j] = 0;
+    }
 }
 
-/* Every cache folded: live_bytes is the true figure now, and may be a peak. */
+/* Every cache folded: live_bytes and each pool's used are true figures now, and may be peaks. */
 static void peak_seen(amm_manager *m) {
     if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
+    for (size_t i = 0; i < m->pool_count; i++) {
+        amm_pool *p = m->pools[i];
+        if ((ptrdiff_t)p->used > (ptrdiff_t)p->high_water) p->high_water = p->used;
+    }
+}
+
+/* A cached slot back on its pool's free stack.  It is canary already (or
+ * untouched): a write into it since is left for amm_check to find. */
+static void slot_back(amm__block *b) {
+    amm_pool *p = b->pool;
+    p->tc_held--;
+    amm__san_freed(b->raw, b->raw_size);
+    b->state = AMM_BLOCK_FREE;
+    b->refcount = 0;
+    p->free_stack[p->free_top++] = (uint32_t)(b - p->slots);
+}
+
+/* Any cached chunk or slot back where it came from. */
+static void chunk_back(amm_manager *m, amm__block *b) {
+    if (b->origin == AMM_ORIGIN_POOL) slot_back(b);
+    else amm__heap_release(m, b);
 }
 
 /* Every chunk of c back to the manager (its lock held; c stopped, or its owner the caller). */
 static void flush_one(amm_manager *m, amm__tcache *c) {
     amm__tcache_fold(m, c);
-    for (size_t cls = 0; cls < AMM__TC_CLASSES; cls++) {
+    for (size_t cls = 0; cls < AMM__TC_LISTS; cls++) {
         amm__block *b = atomic_exchange_explicit(&c->remote[cls], NULL, memory_order_acquire);
         while (b) {
             amm__block *next = b->q_next;
-            amm__heap_release(m, b);
+            chunk_back(m, b);
             b = next;
         }
         for (b = c->local[cls]; b; b = c->local[cls]) {
             c->local[cls] = b->q_next;
-            amm__heap_release(m, b);
+            chunk_back(m, b);
         }
     }
     c->held = c->taken_seen = 0;
@@ -233,7 +283,7 @@ size_t amm__tcache_fold_all(amm_manager *m) {
     if (!own) stop_all(m);
     for (amm__tcache *c = m->tc_head; c; c = c->m_next) {
         amm__tcache_fold(m, c);
-        for (size_t cls = 0; cls < AMM__TC_CLASSES; cls++) {
+        for (size_t cls = 0; cls < AMM__TC_LISTS; cls++) {
             bytes += list_bytes(c->local[cls]);
             bytes += list_bytes(atomic_load_explicit(&c->remote[cls], memory_order_acquire));
         }
@@ -270,7 +320,7 @@ amm__tcache *amm__tcache_new(amm_manager *m, void *mem) {
         atomic_init(&c->busy, 0);
         atomic_init(&c->m, m);
         atomic_init(&c->taken, 0);
-        for (size_t i = 0; i < AMM__TC_CLASSES; i++) atomic_init(&c->remote[i], NULL);
+        for (size_t i = 0; i < AMM__TC_LISTS; i++) atomic_init(&c->remote[i], NULL);
         c->m_prev = NULL;
         c->m_next = m->tc_head;
         if (m->tc_head) m->tc_head->m_prev = c;
@@ -322,13 +372,13 @@ static void thread_exit(void *unused) {
             sched_yield();
             continue;
         }
+        amm__tl_caches = c->t_next; /* before c is an orphan: a thread that takes it over relinks it */
         if (m) {
             flush_one(m, c); /* its owner is this thread, out of amm: nobody else is inside it */
             c->orphan = 1;
             c->owner = NULL;
             amm__mutex_unlock(&m->lock);
         }
-        amm__tl_caches = c->t_next;
         pthread_mutex_unlock(&detach_mu);
         if (!m) amm__tcache_unmap(c);
     }

@@ -50,6 +50,14 @@ static amm_stats stats_of(amm_manager *m)
     return st;
 }
 
+static amm_pool_info pool_info_of(amm_manager *m, amm_pool *p)
+{
+    amm_pool_info pi;
+    memset(&pi, 0, sizeof pi);
+    EXPECT_EQ(amm_pool_info_get(m, p, &pi), 0);
+    return pi;
+}
+
 /* The end of a test: warm freed, nothing live, amm_check clean, faults reports in all. */
 static void finish(amm_manager *m, void *warm, h_faults *f, size_t faults)
 {
@@ -400,6 +408,7 @@ typedef struct mixer {
     amm_manager *m;
     _Atomic(void *) *box; /* NWORK * 8 slots shared by every thread */
     atomic_int *done;     /* set once every worker has finished */
+    amm_pool *pool;       /* a quarter of the allocs come from it */
     uint64_t seed;
     size_t allocs, frees;
 } mixer;
@@ -412,7 +421,9 @@ static void *mix_main(void *arg)
     for (int i = 0; i < NOPS; i++) {
         size_t k = h_rand_range(&rng, 0, 15);
         if (!mine[k]) {
-            mine[k] = amm_alloc(x->m, h_rand_range(&rng, 1, 1100), 0);
+            mine[k] = h_rand_range(&rng, 0, 3) ? amm_alloc(x->m, h_rand_range(&rng, 1, 1100), 0)
+                                               : amm_pool_alloc_at(x->m, x->pool, h_rand_range(&rng, 1, 64), 0,
+                                                                   __FILE__, __LINE__);
             EXPECT_NOT_NULL(mine[k]);
             x->allocs++;
         } else if (h_rand_range(&rng, 0, 1)) { /* freed by the thread that allocated it */
@@ -471,12 +482,14 @@ TEST(counters_are_exact_after_threads_mix)
     mixer x[NWORK], watcher;
     pthread_t t[NWORK], checker;
     ASSERT_NOT_NULL(m);
+    amm_pool *pool = amm_pool_create(m, 64, 2048, 0);
+    ASSERT_NOT_NULL(pool);
     for (int i = 0; i < NWORK * 8; i++)
         atomic_init(&box[i], NULL);
-    watcher = (mixer){m, box, &done, 0, 0, 0};
+    watcher = (mixer){m, box, &done, pool, 0, 0, 0};
     ASSERT_EQ(pthread_create(&checker, NULL, checker_main, &watcher), 0);
     for (int i = 0; i < NWORK; i++) {
-        x[i] = (mixer){m, box, &done, h_seed() + (uint64_t)i * 7919, 0, 0};
+        x[i] = (mixer){m, box, &done, pool, h_seed() + (uint64_t)i * 7919, 0, 0};
         ASSERT_EQ(pthread_create(&t[i], NULL, mix_main, &x[i]), 0);
     }
     size_t allocs = 0, frees = 0;
@@ -501,6 +514,11 @@ TEST(counters_are_exact_after_threads_mix)
     EXPECT_EQ(end.live_bytes, 0);
     EXPECT_LE(end.peak_live_bytes, end.reserved_bytes);
     EXPECT_EQ(end.total_allocs, end.total_frees);
+    EXPECT_EQ(end.pool_slots_used, 0);
+    amm_pool_info pi = pool_info_of(m, pool);
+    EXPECT_EQ(pi.used, 0);
+    EXPECT_EQ(pi.free, pi.block_count);
+    EXPECT_LE(pi.high_water, pi.block_count);
     EXPECT_EQ(amm_check(m), 0);
     EXPECT_FAULTS(&f, 0);
     amm_destroy(m);
@@ -618,4 +636,71 @@ TEST(a_thread_exits_while_a_callback_destroys_a_manager)
     EXPECT_EQ(x.destroyed, 1);
     EXPECT_EQ(amm_check(x.m1), 0);
     amm_destroy(x.m1);
+}
+
+static void *free_one_main(void *arg)
+{
+    void **pair = (void **)arg; /* {manager, block} */
+    EXPECT_EQ(amm_free((amm_manager *)pair[0], pair[1]), 0);
+    return NULL;
+}
+
+TEST(pool_slots_are_cached_too)
+{
+    h_faults f;
+    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    ASSERT_NOT_NULL(m);
+    amm_pool *pool = amm_pool_create(m, 64, 64, 0);
+    ASSERT_NOT_NULL(pool);
+    share(m);
+    void *warm = amm_alloc(m, 200, 0); /* this thread's cache */
+    unsigned char *p[10];
+    for (int i = 0; i < 10; i++) {
+        p[i] = (unsigned char *)amm_pool_alloc_at(m, pool, 64, 0, __FILE__, __LINE__);
+        ASSERT_NOT_NULL(p[i]);
+    }
+    amm_pool_info pi = pool_info_of(m, pool);
+    EXPECT_EQ(pi.used, 10);
+    EXPECT_EQ(pi.high_water, 10);
+    EXPECT_EQ(pi.used + pi.quarantined + pi.free, pi.block_count);
+    for (int i = 0; i < 9; i++)
+        EXPECT_EQ(amm_free(m, p[i]), 0); /* into the cache */
+    amm_stats st = stats_of(m);
+    EXPECT_GE(st.cached_bytes, 9 * pi.stride);
+    EXPECT_EQ(st.pool_slots_used, 1);
+    pi = pool_info_of(m, pool);
+    EXPECT_EQ(pi.used, 1);
+    EXPECT_EQ(pi.free, pi.block_count - 1);
+    EXPECT_EQ(pi.high_water, 10);
+    EXPECT_EQ(amm_free(m, p[0]), -1); /* a slot the cache holds: a double free */
+    EXPECT_FAULTS(&f, 1);
+    EXPECT_EQ(f.last.kind, AMM_ERR_DOUBLE_FREE);
+    EXPECT_EQ(f.last.block, (const void *)p[0]);
+    /* from the cache again: the slot freed last when the owner's free took
+     * the short way (under a sanitizer it does not: then one never used) */
+    void *again = amm_pool_alloc_at(m, pool, 64, 0, __FILE__, __LINE__);
+    ASSERT_NOT_NULL(again);
+    EXPECT_EQ(pool_info_of(m, pool).used, 2);
+#ifndef H_ASAN
+    EXPECT_EQ(again, (void *)p[8]);
+#endif
+    unsigned char *victim = again == (void *)p[1] ? p[2] : p[1]; /* freed, and still so */
+    /* freed on another thread: back to this thread's cache */
+    void *pair[2] = {m, p[9]};
+    pthread_t t;
+    size_t before = stats_of(m).cached_bytes;
+    ASSERT_EQ(pthread_create(&t, NULL, free_one_main, pair), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    EXPECT_EQ(stats_of(m).cached_bytes, before + pi.stride);
+    /* a write into a cached slot after its free is found once the caches are emptied */
+    h_unpoison(victim + 5, 1);
+    victim[5] ^= 0x5A;
+    EXPECT_EQ(amm_check(m), 1);
+    EXPECT_FAULTS(&f, 2);
+    EXPECT_EQ(f.last.kind, AMM_ERR_USE_AFTER_FREE);
+    EXPECT_EQ(amm_free(m, again), 0);
+    pi = pool_info_of(m, pool);
+    EXPECT_EQ(pi.used, 0);
+    EXPECT_EQ(pi.free, pi.block_count);
+    finish(m, warm, &f, 2);
 }

@@ -334,7 +334,7 @@ typedef struct amm_pool_info {
     size_t block_count;
     size_t used;         /* slots live */
     size_t quarantined;  /* slots held in quarantine */
-    size_t free;         /* slots on the free list */
+    size_t free;         /* slots on the free list (or held free by thread caches) */
     size_t high_water;   /* most slots live at once */
 } amm_pool_info;
 
