@@ -5,7 +5,8 @@
  * each allocating and freeing their own blocks ran no faster than one.  So
  * once a second thread calls into a manager, each thread that allocates
  * from it gets a cache: lists of chunks by chunk size (16-byte classes up to
- * AMM__TC_CHUNK_MAX bytes, guards included), refilled about 4 KiB (at most
+ * AMM__TC_CHUNK_MAX bytes, guards included) and of slots of the first
+ * AMM__TC_POOLS pools it allocates from, refilled about 4 KiB (at most
  * cfg.tcache chunks) at a time.  The manager's lock is taken for a refill,
  * not for each block:
  *  - an alloc the cache can serve pops a chunk and makes it LIVE (record,
@@ -34,7 +35,10 @@
  * A cached chunk (AMM__CACHED) stays in the registry, so a stale pointer to
  * it is still a double free (a never-used one, an invalid pointer).  It
  * counts as used space in its region and is neither live nor free; stats
- * show it as cached_bytes.  Nothing else meets one:
+ * show it as cached_bytes.  A cached pool slot counts in its pool's tc_held
+ * (pool info shows it as free); freed into a cache it is canary end to end
+ * again, as on the pool's free stack, and goes back there without a refill,
+ * so a write into it after its free is still found.  Nothing else meets one:
  *  - every walk, check, leak report, compaction and release empties every
  *    cache first (amm__tcache_flush_all), and stats and amm_check_fast add
  *    the caches' counters in (amm__tcache_fold_all);

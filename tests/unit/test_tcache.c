@@ -15,6 +15,8 @@
  *    callback that destroys a manager); a manager destroyed under a thread's
  *    cache is let go;
  *  - the peak never shows more than was live at once;
+ *  - pool slots are cached too: counts, double free, a free on another
+ *    thread, a write into a cached slot found by amm_check;
  *  - the counters are exact after threads allocate and free across each other,
  *    while another thread checks, walks, reads the stats and defragments.
  * tcache=0 turns it all off, which the first test checks too.

@@ -160,7 +160,7 @@ typedef enum amm_on_error { AMM_ON_ERROR_REPORT = 0, AMM_ON_ERROR_ABORT = 1 } am
     X(purge, SIZE, 8 << 10, 0, (size_t)1 << 40, "free heap spans this large give their whole pages back to the system (0: only amm_defragment does)") \
     X(purge_delay, UINT, 1, 0, 1u << 20, "milliseconds a purge batch waits at least after the last one (0: none)") \
     X(reuse, SIZE, 64 << 10, 0, (size_t)1 << 30, "freed heap chunks up to 4 KiB (and canaries) are kept whole for the next request of their size, up to this many bytes in all (0: every free merges at once)") \
-    X(tcache, UINT, 16, 0, 32, "a manager shared by threads gives each allocating thread a cache of up to this many chunks per size, for chunks up to 1 KiB (0: off)") \
+    X(tcache, UINT, 16, 0, 32, "a manager shared by threads (and no quarantine) gives each allocating thread a cache of up to this many chunks per size (chunks up to 1 KiB) or pool (0: off)") \
     X(leaks, BOOL, 0, 0, 1, "amm_destroy (and the LD_PRELOAD shim at exit) reports blocks still live, by allocation site") \
     X(check_every, UINT, 0, 0, 1u << 31, "run amm_check every N operations (0: never)")          \
     X(sample_every, UINT, 1024, 0, 1u << 31, "trace a stats sample every N operations (0: never)") \
