@@ -135,13 +135,14 @@ AMM__HOT amm__block *amm__pool_alloc(amm_manager *m, amm_pool *p, size_t size, s
     /* A pool whose free slots all sit in quarantine takes back its oldest one
      * (checked for writes after free first) rather than refusing. */
     if (p->free_top == 0 && p->quarantined) amm__quarantine_evict_pool(m, p);
+    if (p->free_top == 0 && p->tc_held) amm__tcache_flush_all(m); /* its free slots are in thread caches: back */
     if (p->free_top == 0) return NULL;
     uint32_t idx = p->free_stack[--p->free_top];
     amm__block *b = &p->slots[idx];
     if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
     amm__block_set_live(m, b, b->raw + p->front, size, align);
     p->used++;
-    if (p->used > p->high_water && !m->tc_head) p->high_water = p->used; /* (with caches: tcache.c) */
+    if (p->used > p->high_water && !p->tc_kept) p->high_water = p->used; /* (a cache's pool: tcache.c) */
     m->pool_slots_used++;
     return b;
 }

@@ -150,6 +150,7 @@ struct amm_pool {
     size_t free_top;
     size_t used, quarantined, high_water;
     size_t tc_held;        /* slots thread caches hold (tcache.c); 0 once they are emptied */
+    int tc_kept;           /* a thread cache has kept its slots: used is exact only once they are folded */
     int prefilled;         /* every slot was canary-filled at creation (small slabs) */
     size_t shadowed;       /* bytes from base the sanitizers may have been told about */
 };
@@ -201,6 +202,7 @@ typedef struct amm__mutex {
 #define AMM__TC_CLASSES (AMM__TC_CHUNK_MAX / AMM__GRANULE + 1)
 #define AMM__TC_SERIALS 64               /* allocation serials a cache takes at a time */
 #define AMM__TC_OWNED 0x10u              /* LIVE block flag: a cache handed it out; tc_owner names the cache */
+#define AMM__TC_FREEING 0x08u            /* ... replaced by this when its owner's short free claims it */
 #define AMM__TC_MAP 1024                 /* blocks a cache remembers handing out (direct-mapped by address) */
 #define AMM__TC_POOLS 4                  /* pools a cache keeps slots of (the first its owner uses) */
 #define AMM__TC_LISTS (AMM__TC_CLASSES + AMM__TC_POOLS) /* heap classes, then pool j at AMM__TC_CLASSES + j */

@@ -384,7 +384,7 @@ static amm__block *live_block(amm_manager *m, const void *ptr, const char *op, c
     }
     if (b->state != AMM_BLOCK_LIVE) {
         amm__fault(m, AMM_ERR_INVALID_POINTER, ptr, NULL, op,
-                   b->state == AMM__CACHED ? "a heap chunk a thread cache holds, never allocated"
+                   b->state == AMM__CACHED ? "a chunk or slot a thread cache holds, never allocated"
                                            : "a pool slot that was never allocated",
                    0, 0, file, line);
         return NULL;
@@ -405,9 +405,35 @@ static inline __attribute__((always_inline)) amm__block *live_fast(amm_manager *
     return b && __atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == AMM_BLOCK_LIVE ? b : NULL; /* (tc_hand_out) */
 }
 
-/* Takes a LIVE block out of use: canaries checked, counters, trace, quarantine. */
-static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__block *b, const char *op, const char *file,
-                                                        int line, int traced) {
+/* A block a thread cache handed out (AMM__TC_OWNED) may be freed by its
+ * owner without the manager's lock at this very moment (the program frees it
+ * twice at once): the owner's short free swaps the owned bit for
+ * AMM__TC_FREEING and this path clears it, each with one compare-and-swap,
+ * and only the one that wins frees the block.  f: the flags as read.  1: ours
+ * (*owned: it was a cache's); 0: the owner's, reported as a double free. */
+static int tc_claim(amm_manager *m, amm__block *b, uint8_t f, int *owned, const char *op, const char *file,
+                    int line) {
+    *owned = 0;
+    while (f & AMM__TC_OWNED) {
+        if (__atomic_compare_exchange_n(&b->flags, &f, (uint8_t)(f & ~AMM__TC_OWNED), 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            *owned = 1;
+            return 1;
+        }
+    }
+    if (!(f & AMM__TC_FREEING)) return 1; /* (not a cache's block after all) */
+    amm__fault(m, AMM_ERR_DOUBLE_FREE, (void *)b->user, NULL, op, "freed by its own thread at the same moment", 0, 0,
+               file, line);
+    return 0;
+}
+
+/* Takes a LIVE block out of use: canaries checked, counters, trace,
+ * quarantine.  -1 (reported) if its thread's cache took it back meanwhile. */
+static inline __attribute__((always_inline)) int retire(amm_manager *m, amm__block *b, const char *op, const char *file,
+                                                       int line, int traced) {
+    int owned = 0;
+    uint8_t f = __atomic_load_n(&b->flags, __ATOMIC_ACQUIRE);
+    if ((f & (AMM__TC_OWNED | AMM__TC_FREEING)) && !tc_claim(m, b, f, &owned, op, file, line)) return -1;
     amm__guards_check(m, b, op, file, line);
     m->live_blocks--;
     m->live_bytes -= b->size;
@@ -423,9 +449,10 @@ static inline __attribute__((always_inline)) void retire(amm_manager *m, amm__bl
         amm__quarantine_push(m, b);
     } else {
         amm__san_free(b->user, b->size);
-        if (!(b->flags & AMM__TC_OWNED) || b->origin == AMM_ORIGIN_LARGE || !amm__tcache_give_back(m, b))
+        if (!owned || b->origin == AMM_ORIGIN_LARGE || !amm__tcache_give_back(m, b))
             amm__release_block(m, b);
     }
+    return 0;
 }
 
 /* ---- thread caches (tcache.c explains them) ---- */
@@ -532,10 +559,14 @@ static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tc
      * at once).  It must still be the LIVE block c handed out at user, with
      * count 1, not resized past the classes, not quarantined, guards whole. */
     amm__block *b = e->b;
+    uint8_t f;
     if (c->enabled && atomic_load_explicit(&e->user, memory_order_relaxed) == user &&
-        __atomic_load_n(&b->state, __ATOMIC_RELAXED) == AMM_BLOCK_LIVE && (b->flags & AMM__TC_OWNED) &&
-        b->tc_owner == c && b->user == user && b->refcount == 1 && (list = tc_list_of(c, b)) != 0 &&
-        !amm__quarantines(m, b) && tc_guards_whole(m, b)) {
+        __atomic_load_n(&b->state, __ATOMIC_RELAXED) == AMM_BLOCK_LIVE &&
+        ((f = __atomic_load_n(&b->flags, __ATOMIC_RELAXED)) & AMM__TC_OWNED) && b->tc_owner == c &&
+        b->user == user && b->refcount == 1 && (list = tc_list_of(c, b)) != 0 && !amm__quarantines(m, b) &&
+        tc_guards_whole(m, b) &&
+        /* the claim (tc_claim): a free of it through the manager at this moment loses */
+        __atomic_compare_exchange_n(&b->flags, &f, (uint8_t)AMM__TC_FREEING, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
         c->live_blocks--;
         c->live_bytes -= b->size;
         c->frees++;
@@ -546,7 +577,6 @@ static inline __attribute__((always_inline)) int tc_free(amm_manager *m, amm__tc
         }
         amm__san_freed(b->raw, b->raw_size);
         b->refcount = 0;
-        b->flags = 0;
         __atomic_store_n(&b->state, AMM__CACHED, __ATOMIC_RELAXED);
         b->q_next = c->local[list];
         c->local[list] = b;
@@ -602,6 +632,7 @@ static amm__block *tc_pool_refill_alloc(amm_manager *m, amm_pool *pool, size_t s
     for (size_t j = 0; !list && j < AMM__TC_POOLS; j++) {
         if (!c->pool[j]) {
             c->pool[j] = pool;
+            pool->tc_kept = 1;
             list = AMM__TC_CLASSES + j;
         }
     }
@@ -708,9 +739,8 @@ int amm_free_at(amm_manager *m, void *ptr, const char *file, int line) {
     if (b && b->refcount > 1) {
         amm__fault(m, AMM_ERR_SHARED_FREE, ptr, b, "free", NULL, 0, 0, file, line);
     } else if (b) {
-        retire(m, b, "free", file, line, 1);
+        rc = retire(m, b, "free", file, line, 1);
         op_tick(m);
-        rc = 0;
     }
     lock_give(m);
     return rc;
@@ -753,7 +783,7 @@ static void *realloc_locked(amm_manager *m, amm__block *b, size_t new_size, size
     memcpy((void *)nb->user, (const void *)old_user, old_size < new_size ? old_size : new_size);
     nb->refcount = b->refcount;
     b->refcount = 1;
-    retire(m, b, "realloc", file, line, 0);
+    (void)retire(m, b, "realloc", file, line, 0); /* (refused: the program freed it at once on its thread) */
     AMM__TRACE(m, amm__trace_resize(m, AMM_TOP_REALLOC, nb, old_user, old_size));
     return (void *)nb->user;
 }
@@ -860,7 +890,7 @@ unsigned amm_release_at(amm_manager *m, void *ptr, const char *file, int line) {
         AMM__TRACE(m, amm__trace_refcount(m, AMM_TOP_RELEASE, b));
         if (out == 0) {
             b->refcount = 1; /* it is still live until retired */
-            retire(m, b, "release", file, line, 1);
+            (void)retire(m, b, "release", file, line, 1);
         } else {
             amm__guards_check(m, b, "release", file, line);
         }

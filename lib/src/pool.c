@@ -120,7 +120,7 @@ amm__block *amm__pool_alloc_any(amm_manager *m, size_t size, size_t align, int e
         amm_pool *p = m->pool_rank[i].pool;
         if (align > ((size_t)1 << p->align_log2)) continue;
         if (p->free_top) return amm__pool_alloc(m, p, size, align);
-        if (p->quarantined && !held) held = p;
+        if ((p->quarantined || p->tc_held) && !held) held = p; /* slots in quarantine or thread caches */
     }
     return evict && held ? amm__pool_alloc(m, held, size, align) : NULL;
 }

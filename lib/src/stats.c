@@ -244,8 +244,8 @@ void amm_print(amm_manager *m, FILE *out) {
     for (size_t i = 0; i < m->pool_count; i++) {
         const amm_pool *p = m->pools[i];
         fprintf(out, "  pool %zu: %zu-byte slots x %zu (align %zu, stride %zu): %zu used, %zu quarantined, %zu free, high water %zu\n",
-                i, p->block_size, p->count, (size_t)1 << p->align_log2, p->stride, p->used, p->quarantined, p->free_top,
-                p->high_water);
+                i, p->block_size, p->count, (size_t)1 << p->align_log2, p->stride, p->used, p->quarantined,
+                p->free_top + p->tc_held, p->high_water); /* (slots thread caches hold are free) */
     }
     fprintf(out, "  fragmentation: external %.1f%% (largest free span %zu of %zu free bytes), overhead %.1f%%\n",
             st.external_frag * 100.0, st.largest_free, st.free_bytes, st.overhead * 100.0);
@@ -320,7 +320,7 @@ void amm_dump_json(amm_manager *m, FILE *out) {
         fprintf(out, "%s\n    {\"base\":\"%p\",\"block_size\":%zu,\"stride\":%zu,\"align\":%zu,\"count\":%zu,\"used\":%zu,"
                 "\"quarantined\":%zu,\"free\":%zu,\"high_water\":%zu}",
                 i ? "," : "", (void *)p->base, p->block_size, p->stride, (size_t)1 << p->align_log2, p->count, p->used,
-                p->quarantined, p->free_top, p->high_water);
+                p->quarantined, p->free_top + p->tc_held, p->high_water); /* (slots thread caches hold are free) */
     }
     fprintf(out, "],\n  \"blocks\": [");
     json_ctx ctx = {out, 1};

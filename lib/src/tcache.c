@@ -146,7 +146,8 @@ size_t amm__tcache_refill(amm_manager *m, amm__tcache *c, size_t need) {
 
 size_t amm__tcache_refill_pool(amm_manager *m, amm__tcache *c, size_t j) {
     amm_pool *p = c->pool[j];
-    size_t n = 0, want = class_room(m, p->stride);
+    size_t n = 0, want = class_room(m, p->stride), share = p->count / 8 ? p->count / 8 : 1;
+    if (want > share) want = share; /* a small pool is not one thread's */
     while (n < want && p->free_top) {
         amm__block *b = &p->slots[p->free_stack[--p->free_top]];
         if (b->raw + p->stride - p->base > p->shadowed) p->shadowed = b->raw + p->stride - p->base;
@@ -217,7 +218,7 @@ static void peak_seen(amm_manager *m) {
     if ((ptrdiff_t)m->live_bytes > (ptrdiff_t)m->peak_live_bytes) m->peak_live_bytes = m->live_bytes;
     for (size_t i = 0; i < m->pool_count; i++) {
         amm_pool *p = m->pools[i];
-        if ((ptrdiff_t)p->used > (ptrdiff_t)p->high_water) p->high_water = p->used;
+        if (p->tc_kept && (ptrdiff_t)p->used > (ptrdiff_t)p->high_water) p->high_water = p->used;
     }
 }
 
@@ -381,6 +382,7 @@ static void thread_exit(void *unused) {
             flush_one(m, c); /* its owner is this thread, out of amm: nobody else is inside it */
             c->orphan = 1;
             c->owner = NULL;
+            memset(c->pool, 0, sizeof c->pool); /* the thread that takes it over keeps its own pools */
             amm__mutex_unlock(&m->lock);
         }
         pthread_mutex_unlock(&detach_mu);
