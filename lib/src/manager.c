@@ -505,7 +505,7 @@ static inline __attribute__((always_inline)) void *tc_alloc(amm_manager *m, amm_
     size_t need = amm__tcache_need(m, size, align);
     if (!need || (align & (align - 1))) return NULL;
     amm__thread_locks *t = &tl_locks;
-    if (t->fork_held) return NULL; /* a fork handler: the caches' locks are this thread's */
+    if (t->fork_held) return NULL; /* a fork handler: the caches are stopped for this thread's fork */
     if (t->depth == 0) {
         while (atomic_load_explicit(&fork_gate, memory_order_acquire)) sched_yield();
     }
