@@ -60,6 +60,17 @@ static amm_pool_info pool_info_of(amm_manager *m, amm_pool *p)
     return pi;
 }
 
+/* A manager whose threads may have caches (no quarantine) with a pool of
+ * slots 64-byte slots; NULL if either is refused. */
+static amm_manager *with_pool(h_faults *f, size_t slots, amm_pool **pool)
+{
+    amm_manager *m = h_new_manager("canary=16,quarantine=0", f);
+    *pool = m ? amm_pool_create(m, 64, slots, 0) : NULL;
+    if (m && !*pool)
+        amm_destroy(m);
+    return *pool ? m : NULL;
+}
+
 /* The end of a test: warm freed, nothing live, amm_check clean, faults reports in all. */
 static void finish(amm_manager *m, void *warm, h_faults *f, size_t faults)
 {
@@ -650,10 +661,9 @@ static void *free_one_main(void *arg)
 TEST(pool_slots_are_cached_too)
 {
     h_faults f;
-    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    amm_pool *pool;
+    amm_manager *m = with_pool(&f, 64, &pool);
     ASSERT_NOT_NULL(m);
-    amm_pool *pool = amm_pool_create(m, 64, 64, 0);
-    ASSERT_NOT_NULL(pool);
     share(m);
     void *warm = amm_alloc(m, 200, 0); /* this thread's cache */
     unsigned char *p[10];
@@ -729,10 +739,9 @@ TEST(a_pool_s_last_slots_come_back_from_the_caches)
     h_faults f;
     pthread_barrier_t hold;
     pthread_t t;
-    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    amm_pool *pool;
+    amm_manager *m = with_pool(&f, 8, &pool);
     ASSERT_NOT_NULL(m);
-    amm_pool *pool = amm_pool_create(m, 64, 8, 0);
-    ASSERT_NOT_NULL(pool);
     ASSERT_EQ(pthread_barrier_init(&hold, NULL, 2), 0);
     holder h = {m, pool, &hold};
     ASSERT_EQ(pthread_create(&t, NULL, hold_a_slot_main, &h), 0);
@@ -755,10 +764,9 @@ TEST(a_pool_s_last_slots_come_back_from_the_caches)
 TEST(a_pool_no_cache_keeps_counts_its_peak_at_once)
 {
     h_faults f;
-    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    amm_pool *pool;
+    amm_manager *m = with_pool(&f, 64, &pool);
     ASSERT_NOT_NULL(m);
-    amm_pool *pool = amm_pool_create(m, 64, 64, 0);
-    ASSERT_NOT_NULL(pool);
     share(m);
     void *warm = amm_alloc(m, 200, 0); /* the manager has a cache now, which keeps no pool */
     void *p[10];
@@ -809,10 +817,9 @@ TEST(two_frees_of_one_slot_at_once)
 {
     h_faults f;
     pthread_t t;
-    amm_manager *m = h_new_manager("canary=16,quarantine=0", &f);
+    amm_pool *pool;
+    amm_manager *m = with_pool(&f, 64, &pool);
     ASSERT_NOT_NULL(m);
-    amm_pool *pool = amm_pool_create(m, 64, 64, 0);
-    ASSERT_NOT_NULL(pool);
     racer r = {m, NULL, 0, 0};
     ASSERT_EQ(pthread_create(&t, NULL, race_free_main, &r), 0);
     void *warm = amm_alloc(m, 200, 0);
